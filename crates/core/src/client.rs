@@ -1,0 +1,134 @@
+//! [`Client`]: one registered connection's handle on the hub — subscribe (with recovery),
+//! unsubscribe, publish as this client. Dropping it leaves every channel and presence.
+
+use std::sync::{Arc, Mutex};
+
+use crate::{
+    error::HubError,
+    hub::{Hub, Recovery, lock, recover},
+    names::{ChannelName, ClientId, UserId},
+    outbox::Outbox,
+    publication::{ClientInfo, Payload, StreamPosition},
+};
+
+/// Options of [`Client::subscribe`].
+#[derive(Debug, Clone, Default)]
+pub struct SubscribeOptions {
+    /// Recover what was published after this position (from a previous subscription).
+    pub since: Option<StreamPosition>,
+    /// Receive join/leave events for this channel.
+    pub join_leave: bool,
+}
+
+/// A connection registered with the hub. Not `Clone`: exactly one owner, whose drop cleans up.
+pub struct Client {
+    hub: Hub,
+    info: Arc<ClientInfo>,
+    outbox: Arc<Outbox>,
+    subscriptions: Mutex<Vec<ChannelName>>,
+}
+
+impl Client {
+    pub(crate) fn new(hub: Hub, info: Arc<ClientInfo>, outbox: Arc<Outbox>) -> Self {
+        Self {
+            hub,
+            info,
+            outbox,
+            subscriptions: Mutex::default(),
+        }
+    }
+
+    /// The connection's id.
+    pub fn id(&self) -> &ClientId {
+        &self.info.client
+    }
+
+    /// The connection's user, if authenticated.
+    pub fn user(&self) -> Option<&UserId> {
+        self.info.user.as_ref()
+    }
+
+    /// Who this connection is, as others see it.
+    pub fn info(&self) -> &Arc<ClientInfo> {
+        &self.info
+    }
+
+    /// The queue the hub delivers to; the connection's task drains it.
+    pub fn outbox(&self) -> &Arc<Outbox> {
+        &self.outbox
+    }
+
+    /// The hub this client is registered with.
+    pub fn hub(&self) -> &Hub {
+        &self.hub
+    }
+
+    /// Subscribes to `channel`. With `since`, the reply holds the publications missed after
+    /// that position (`recovered: Some(true)`), or `recovered: Some(false)` when they are no
+    /// longer available. Every publication after the returned position is queued to this
+    /// client's outbox, in order, with nothing between the recovered ones and the live ones.
+    pub fn subscribe(
+        &self,
+        channel: &ChannelName,
+        options: SubscribeOptions,
+    ) -> Result<Recovery, HubError> {
+        let mut subs = lock(&self.subscriptions);
+        if subs.contains(channel) {
+            return Err(HubError::AlreadySubscribed);
+        }
+        let max = self.hub.config().max_subscriptions_per_client;
+        if subs.len() >= max {
+            return Err(HubError::TooManySubscriptions(max));
+        }
+        let limit = self.hub.config().max_recovered;
+        let recovery = self.hub.with_channel(channel, |ch, state| {
+            state.last_active = tokio::time::Instant::now();
+            debug_assert!(!state.is_subscribed(&self.info.client));
+            let recovery = recover(state, options.since.as_ref(), limit, true);
+            state.add(
+                &ch.name,
+                self.info.clone(),
+                self.outbox.clone(),
+                options.join_leave,
+            );
+            recovery
+        })?;
+        subs.push(channel.clone());
+        Ok(recovery)
+    }
+
+    /// Unsubscribes from `channel`.
+    pub fn unsubscribe(&self, channel: &ChannelName) -> Result<(), HubError> {
+        let mut subs = lock(&self.subscriptions);
+        let Some(i) = subs.iter().position(|c| c == channel) else {
+            return Err(HubError::NotSubscribed);
+        };
+        subs.swap_remove(i);
+        self.hub.unsubscribe_client(channel, &self.info.client);
+        Ok(())
+    }
+
+    /// The channels this client is subscribed to.
+    pub fn subscriptions(&self) -> Vec<ChannelName> {
+        lock(&self.subscriptions).clone()
+    }
+
+    /// Publishes to `channel` with this client's info attached.
+    pub fn publish(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+    ) -> Result<StreamPosition, HubError> {
+        self.hub.publish(channel, data, Some(self.info.clone()))
+    }
+}
+
+impl Drop for Client {
+    fn drop(&mut self) {
+        let subs = std::mem::take(&mut *lock(&self.subscriptions));
+        for channel in &subs {
+            self.hub.unsubscribe_client(channel, &self.info.client);
+        }
+        self.hub.forget_client(&self.info);
+    }
+}

@@ -1,0 +1,36 @@
+//! [`HubError`]: why a hub operation was refused.
+
+use thiserror::Error;
+
+/// Why a hub operation was refused. The connection stays open for every variant; protocols
+/// turn them into error replies with [`HubError::code`].
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum HubError {
+    /// Creating the channel would exceed `max_channels`.
+    #[error("too many channels (the limit is {0})")]
+    TooManyChannels(usize),
+    /// The connection already has `max_subscriptions_per_client` subscriptions.
+    #[error("too many subscriptions on this connection (the limit is {0})")]
+    TooManySubscriptions(usize),
+    /// The connection is already subscribed to the channel.
+    #[error("already subscribed to this channel")]
+    AlreadySubscribed,
+    /// The connection is not subscribed to the channel.
+    #[error("not subscribed to this channel")]
+    NotSubscribed,
+    /// The hub is shutting down.
+    #[error("the server is shutting down")]
+    ShuttingDown,
+}
+
+impl HubError {
+    /// The stable error code used on every wire (see `docs/protocol.md`).
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::TooManyChannels(_) | Self::TooManySubscriptions(_) => "limit_exceeded",
+            Self::AlreadySubscribed => "already_subscribed",
+            Self::NotSubscribed => "not_subscribed",
+            Self::ShuttingDown => "unavailable",
+        }
+    }
+}

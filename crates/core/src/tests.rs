@@ -1,0 +1,402 @@
+//! Hub behaviour tests: ordering, recovery, presence, bounds, user delivery, idle channels.
+
+use std::{sync::Arc, time::Duration};
+
+use crate::*;
+
+fn ch(name: &str) -> ChannelName {
+    ChannelName::parse(name).unwrap()
+}
+
+fn json(n: u64) -> Payload {
+    Payload::json(format!("{{\"n\":{n}}}")).unwrap()
+}
+
+fn drained(client: &Client) -> (Vec<Delivery>, Option<Disconnect>) {
+    let mut out = Vec::new();
+    let closed = client.outbox().drain(&mut out);
+    (out, closed)
+}
+
+fn offsets(deliveries: &[Delivery]) -> Vec<u64> {
+    deliveries
+        .iter()
+        .filter_map(|d| match d {
+            Delivery::Publication(p) => Some(p.offset),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn offsets_start_at_one_and_have_no_gaps() {
+    let hub = Hub::new(HubConfig::default());
+    let c = hub.connect(None, None).unwrap();
+    c.subscribe(&ch("a"), SubscribeOptions::default()).unwrap();
+    for i in 1..=5 {
+        assert_eq!(hub.publish(&ch("a"), json(i), None).unwrap().offset, i);
+    }
+    assert_eq!(hub.publish(&ch("b"), json(0), None).unwrap().offset, 1);
+    assert_eq!(offsets(&drained(&c).0), vec![1, 2, 3, 4, 5]);
+}
+
+#[test]
+fn subscribe_reply_carries_the_position_delivery_starts_after() {
+    let hub = Hub::new(HubConfig::default());
+    hub.publish(&ch("a"), json(1), None).unwrap();
+    let pos = hub.publish(&ch("a"), json(2), None).unwrap();
+    let c = hub.connect(None, None).unwrap();
+    let r = c.subscribe(&ch("a"), SubscribeOptions::default()).unwrap();
+    assert_eq!(r.position, pos);
+    assert_eq!(r.recovered, None);
+    hub.publish(&ch("a"), json(3), None).unwrap();
+    assert_eq!(offsets(&drained(&c).0), vec![3]);
+}
+
+#[test]
+fn recovery_returns_missed_publications_in_order() {
+    let hub = Hub::new(HubConfig::default());
+    let c = hub.connect(None, None).unwrap();
+    let first = c.subscribe(&ch("a"), SubscribeOptions::default()).unwrap();
+    hub.publish(&ch("a"), json(1), None).unwrap();
+    drop(c);
+    for i in 2..=4 {
+        hub.publish(&ch("a"), json(i), None).unwrap();
+    }
+    let c = hub.connect(None, None).unwrap();
+    let since = StreamPosition {
+        offset: 1,
+        epoch: first.position.epoch.clone(),
+    };
+    let r = c
+        .subscribe(
+            &ch("a"),
+            SubscribeOptions {
+                since: Some(since),
+                join_leave: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(r.recovered, Some(true));
+    let got: Vec<u64> = r.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(got, vec![2, 3, 4]);
+    assert_eq!(r.position.offset, 4);
+}
+
+#[test]
+fn recovery_after_epoch_change_reports_not_recovered() {
+    let hub = Hub::new(HubConfig::default());
+    hub.publish(&ch("a"), json(1), None).unwrap();
+    let c = hub.connect(None, None).unwrap();
+    let r = c
+        .subscribe(
+            &ch("a"),
+            SubscribeOptions {
+                since: Some(StreamPosition {
+                    offset: 1,
+                    epoch: Epoch::from_client("other"),
+                }),
+                join_leave: false,
+            },
+        )
+        .unwrap();
+    assert_eq!(r.recovered, Some(false));
+    assert!(r.publications.is_empty());
+    assert_eq!(r.position.offset, 1);
+}
+
+#[test]
+fn recovery_beyond_history_reports_not_recovered() {
+    let hub = Hub::new(HubConfig {
+        history_size: 3,
+        ..HubConfig::default()
+    });
+    let epoch = hub.publish(&ch("a"), json(1), None).unwrap().epoch;
+    for i in 2..=10 {
+        hub.publish(&ch("a"), json(i), None).unwrap();
+    }
+    let since = |offset| {
+        Some(StreamPosition {
+            offset,
+            epoch: epoch.clone(),
+        })
+    };
+    let r = hub.read_since(&ch("a"), since(1).as_ref(), 100).unwrap();
+    assert_eq!(r.recovered, Some(false));
+    let r = hub.read_since(&ch("a"), since(7).as_ref(), 100).unwrap();
+    assert_eq!(r.recovered, Some(true));
+    assert_eq!(r.publications.len(), 3);
+    // A bounded batch says there is more.
+    let r = hub.read_since(&ch("a"), since(7).as_ref(), 2).unwrap();
+    assert!(r.more);
+    assert_eq!(r.position.offset, 9);
+}
+
+#[tokio::test(start_paused = true)]
+async fn history_expires_after_its_ttl() {
+    let hub = Hub::new(HubConfig {
+        history_ttl_seconds: 10,
+        ..HubConfig::default()
+    });
+    hub.publish(&ch("a"), json(1), None).unwrap();
+    tokio::time::advance(Duration::from_secs(11)).await;
+    hub.sweep();
+    let page = hub.history(&ch("a"), None, 10).unwrap();
+    assert!(page.publications.is_empty());
+    assert_eq!(
+        page.position.offset, 1,
+        "the stream position survives expiry"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn idle_channels_are_dropped_and_restart_with_a_new_epoch() {
+    let hub = Hub::new(HubConfig {
+        history_ttl_seconds: 1,
+        channel_idle_seconds: 5,
+        ..HubConfig::default()
+    });
+    let old = hub.publish(&ch("a"), json(1), None).unwrap();
+    tokio::time::advance(Duration::from_secs(2)).await;
+    assert_eq!(hub.sweep(), 0, "not idle long enough");
+    tokio::time::advance(Duration::from_secs(5)).await;
+    assert_eq!(hub.sweep(), 1);
+    assert_eq!(hub.stats().channels, 0);
+    let new = hub.publish(&ch("a"), json(2), None).unwrap();
+    assert_eq!(new.offset, 1);
+    assert_ne!(new.epoch, old.epoch);
+}
+
+#[tokio::test(start_paused = true)]
+async fn channels_with_subscribers_are_never_dropped() {
+    let hub = Hub::new(HubConfig {
+        channel_idle_seconds: 1,
+        ..HubConfig::default()
+    });
+    let c = hub.connect(None, None).unwrap();
+    c.subscribe(&ch("a"), SubscribeOptions::default()).unwrap();
+    tokio::time::advance(Duration::from_secs(10)).await;
+    assert_eq!(hub.sweep(), 0);
+}
+
+#[test]
+fn the_channel_count_is_bounded() {
+    let hub = Hub::new(HubConfig {
+        max_channels: 2,
+        ..HubConfig::default()
+    });
+    hub.publish(&ch("a"), json(1), None).unwrap();
+    hub.publish(&ch("b"), json(1), None).unwrap();
+    let err = hub.publish(&ch("c"), json(1), None).unwrap_err();
+    assert_eq!(err, HubError::TooManyChannels(2));
+    assert_eq!(err.code(), "limit_exceeded");
+    hub.publish(&ch("a"), json(2), None).unwrap();
+}
+
+#[test]
+fn subscriptions_per_client_are_bounded_and_unique() {
+    let hub = Hub::new(HubConfig {
+        max_subscriptions_per_client: 1,
+        ..HubConfig::default()
+    });
+    let c = hub.connect(None, None).unwrap();
+    c.subscribe(&ch("a"), SubscribeOptions::default()).unwrap();
+    assert_eq!(
+        c.subscribe(&ch("a"), SubscribeOptions::default())
+            .unwrap_err(),
+        HubError::AlreadySubscribed
+    );
+    assert_eq!(
+        c.subscribe(&ch("b"), SubscribeOptions::default())
+            .unwrap_err(),
+        HubError::TooManySubscriptions(1)
+    );
+    c.unsubscribe(&ch("a")).unwrap();
+    assert_eq!(
+        c.unsubscribe(&ch("a")).unwrap_err(),
+        HubError::NotSubscribed
+    );
+    c.subscribe(&ch("b"), SubscribeOptions::default()).unwrap();
+}
+
+#[test]
+fn a_slow_consumer_is_closed_while_others_receive_everything() {
+    let hub = Hub::new(HubConfig {
+        outbox_max_messages: 10,
+        ..HubConfig::default()
+    });
+    let slow = hub.connect(None, None).unwrap();
+    let fast = hub.connect(None, None).unwrap();
+    slow.subscribe(&ch("a"), SubscribeOptions::default())
+        .unwrap();
+    fast.subscribe(&ch("a"), SubscribeOptions::default())
+        .unwrap();
+    let mut fast_got = Vec::new();
+    for i in 1..=50 {
+        hub.publish(&ch("a"), json(i), None).unwrap();
+        fast_got.extend(offsets(&drained(&fast).0));
+    }
+    assert_eq!(fast_got, (1..=50).collect::<Vec<_>>());
+    let (items, closed) = drained(&slow);
+    assert!(items.is_empty());
+    assert_eq!(closed, Some(Disconnect::SlowConsumer));
+}
+
+#[test]
+fn presence_lists_subscribers_and_join_leave_reach_listeners() {
+    let hub = Hub::new(HubConfig::default());
+    let alice = UserId::parse("alice").unwrap();
+    let watcher = hub.connect(Some(alice.clone()), None).unwrap();
+    watcher
+        .subscribe(
+            &ch("room"),
+            SubscribeOptions {
+                since: None,
+                join_leave: true,
+            },
+        )
+        .unwrap();
+    let bob = hub
+        .connect(Some(UserId::parse("bob").unwrap()), None)
+        .unwrap();
+    bob.subscribe(&ch("room"), SubscribeOptions::default())
+        .unwrap();
+    let alice2 = hub.connect(Some(alice), None).unwrap();
+    alice2
+        .subscribe(&ch("room"), SubscribeOptions::default())
+        .unwrap();
+
+    assert_eq!(hub.presence(&ch("room")).len(), 3);
+    assert_eq!(
+        hub.presence_count(&ch("room")),
+        PresenceCount {
+            clients: 3,
+            users: 2
+        }
+    );
+    let bob_id = bob.id().clone();
+    drop(bob);
+    let (events, _) = drained(&watcher);
+    let kinds: Vec<(&str, ClientId)> = events
+        .iter()
+        .map(|d| match d {
+            Delivery::Join(e) => ("join", e.info.client.clone()),
+            Delivery::Leave(e) => ("leave", e.info.client.clone()),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    assert_eq!(kinds[0], ("join", bob_id.clone()));
+    assert_eq!(kinds[1].0, "join");
+    assert_eq!(kinds[2], ("leave", bob_id));
+    assert_eq!(hub.presence_count(&ch("room")).clients, 2);
+}
+
+#[test]
+fn user_addressed_messages_reach_every_connection_of_the_user() {
+    let hub = Hub::new(HubConfig::default());
+    let u = UserId::parse("42").unwrap();
+    let a = hub.connect(Some(u.clone()), None).unwrap();
+    let b = hub.connect(Some(u.clone()), None).unwrap();
+    let other = hub.connect(None, None).unwrap();
+    assert_eq!(hub.send_to_user(&u, json(1)), 2);
+    assert_eq!(drained(&a).0.len(), 1);
+    assert_eq!(drained(&b).0.len(), 1);
+    assert_eq!(drained(&other).0.len(), 0);
+    drop(b);
+    assert_eq!(
+        hub.disconnect_user(
+            &u,
+            Disconnect::ByServer {
+                reconnect: false,
+                reason: "bye".into()
+            }
+        ),
+        1
+    );
+    assert!(matches!(drained(&a).1, Some(Disconnect::ByServer { .. })));
+}
+
+#[test]
+fn shutdown_closes_every_connection_and_refuses_new_ones() {
+    let hub = Hub::new(HubConfig::default());
+    let a = hub.connect(None, None).unwrap();
+    hub.shutdown();
+    assert_eq!(drained(&a).1, Some(Disconnect::Shutdown));
+    assert_eq!(hub.connect(None, None).err(), Some(HubError::ShuttingDown));
+}
+
+#[test]
+fn history_pages_forwards_and_backwards() {
+    let hub = Hub::new(HubConfig::default());
+    for i in 1..=10 {
+        hub.publish(&ch("a"), json(i), None).unwrap();
+    }
+    let fwd = hub.history(&ch("a"), Some(PageFrom::After(3)), 3).unwrap();
+    let got: Vec<u64> = fwd.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(got, vec![4, 5, 6]);
+    let back = hub
+        .history(&ch("a"), Some(PageFrom::Before(u64::MAX)), 2)
+        .unwrap();
+    let got: Vec<u64> = back.publications.iter().map(|p| p.offset).collect();
+    assert_eq!(got, vec![10, 9]);
+    assert_eq!(back.position.offset, 10);
+}
+
+#[test]
+fn the_global_history_budget_is_respected() {
+    let hub = Hub::new(HubConfig {
+        history_max_total_bytes: 2000,
+        ..HubConfig::default()
+    });
+    for i in 0..100 {
+        hub.publish(&ch("a"), Payload::Binary(vec![0u8; 100].into()), None)
+            .unwrap();
+        assert!(hub.stats().history_bytes <= 2000, "after {i}");
+    }
+    assert!(hub.stats().history_bytes > 0);
+}
+
+#[test]
+fn publications_are_shared_not_copied() {
+    let hub = Hub::new(HubConfig::default());
+    let a = hub.connect(None, None).unwrap();
+    let b = hub.connect(None, None).unwrap();
+    a.subscribe(&ch("x"), SubscribeOptions::default()).unwrap();
+    b.subscribe(&ch("x"), SubscribeOptions::default()).unwrap();
+    hub.publish(&ch("x"), json(1), None).unwrap();
+    let (Delivery::Publication(pa), Delivery::Publication(pb)) =
+        (&drained(&a).0[0], &drained(&b).0[0])
+    else {
+        panic!("publications expected")
+    };
+    assert!(Arc::ptr_eq(pa, pb));
+}
+
+#[test]
+fn concurrent_publishers_keep_every_subscriber_in_order() {
+    let hub = Hub::new(HubConfig {
+        outbox_max_messages: 100_000,
+        outbox_max_bytes: 64 << 20,
+        ..HubConfig::default()
+    });
+    let subs: Vec<Client> = (0..8)
+        .map(|_| {
+            let c = hub.connect(None, None).unwrap();
+            c.subscribe(&ch("a"), SubscribeOptions::default()).unwrap();
+            c
+        })
+        .collect();
+    std::thread::scope(|s| {
+        for t in 0..4 {
+            let hub = hub.clone();
+            s.spawn(move || {
+                for i in 0..500 {
+                    hub.publish(&ch("a"), json(t * 1000 + i), None).unwrap();
+                }
+            });
+        }
+    });
+    for c in &subs {
+        assert_eq!(offsets(&drained(c).0), (1..=2000).collect::<Vec<_>>());
+    }
+}
