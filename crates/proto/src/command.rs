@@ -111,7 +111,7 @@ struct JsonCommand<'a> {
     cmd: Cow<'a, str>,
     #[serde(borrow, default)]
     channel: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
+    #[serde(borrow, default, deserialize_with = "present_raw")]
     data: Option<&'a RawValue>,
     #[serde(borrow, default)]
     b64: Option<Cow<'a, str>>,
@@ -140,7 +140,7 @@ struct MsgpackCommand {
     cmd: String,
     #[serde(default)]
     channel: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present_value")]
     data: Option<rmpv::Value>,
     #[serde(default)]
     since: Option<MsgpackSince>,
@@ -164,6 +164,16 @@ struct MsgpackCommand {
 struct MsgpackSince {
     offset: u64,
     epoch: String,
+}
+
+/// A present field is `Some`, even when it holds `null` (which is valid data).
+fn present_raw<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(d).map(Some)
+}
+
+/// A present field is `Some`, even when it holds nil.
+fn present_value<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<rmpv::Value>, D::Error> {
+    rmpv::Value::deserialize(d).map(Some)
 }
 
 #[derive(Deserialize)]

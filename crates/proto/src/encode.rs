@@ -27,6 +27,8 @@ pub enum Reply<'a> {
         version: &'a str,
         /// Seconds between server pings.
         ping_interval: u64,
+        /// Largest message the server accepts from this client, in bytes.
+        max_message_bytes: usize,
     },
     /// Reply to `subscribe`.
     Subscribe(&'a Recovery),
@@ -75,6 +77,13 @@ pub fn reply(format: Format, id: u64, reply: &Reply<'_>) -> Vec<u8> {
             ("result", mp::reply(reply)),
         ])),
     }
+}
+
+/// The `result` object of a reply alone, as JSON (for HTTP endpoints).
+pub fn result_json(reply: &Reply<'_>) -> Vec<u8> {
+    let mut b = Vec::with_capacity(64);
+    json::reply(&mut b, reply);
+    b
 }
 
 /// `{"id":N,"error":{"code":…,"message":…}}` (no `id` when unknown).
@@ -270,10 +279,14 @@ mod json {
                 client,
                 version,
                 ping_interval,
+                max_message_bytes,
             } => {
                 let _ = write!(b, "{{\"client\":\"{client}\",\"version\":");
                 string(b, version);
-                let _ = write!(b, ",\"ping_interval\":{ping_interval}}}");
+                let _ = write!(
+                    b,
+                    ",\"ping_interval\":{ping_interval},\"max_message_bytes\":{max_message_bytes}}}"
+                );
             }
             Reply::Subscribe(rec) => {
                 b.push(b'{');
@@ -383,10 +396,12 @@ mod mp {
                 client,
                 version,
                 ping_interval,
+                max_message_bytes,
             } => map(vec![
                 ("client", Value::from(client.as_str())),
                 ("version", Value::from(*version)),
                 ("ping_interval", Value::from(*ping_interval)),
+                ("max_message_bytes", Value::from(*max_message_bytes as u64)),
             ]),
             Reply::Subscribe(rec) => {
                 let mut f = Vec::with_capacity(4);

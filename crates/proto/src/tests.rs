@@ -40,6 +40,10 @@ fn every_command_decodes_from_json() {
             data: Payload::Json(Bytes::from_static(br#"{"x":[1,2]}"#)),
         }
     );
+    let r = dec(r#"{"id":2,"cmd":"publish","channel":"a","data":null}"#).unwrap();
+    assert!(
+        matches!(r.command, Command::Publish { data: Payload::Json(b), .. } if b.as_ref() == b"null")
+    );
     let r = dec(r#"{"cmd":"publish","channel":"a","b64":"AAEC"}"#).unwrap();
     assert_eq!(r.id, None);
     assert!(
