@@ -1,0 +1,213 @@
+//! Test harness shared by the integration tests: [`TestServer`] runs the real
+//! `switchboard serve` on a free port and kills it on drop; [`FakeServer`] is a scripted
+//! WebSocket peer for what the real server cannot be made to do on demand (terminal close
+//! codes without auth, silence). Helpers wrap every wait in a timeout: tests never sleep.
+//!
+//! Each test file includes this module and uses a part of it.
+#![allow(dead_code)]
+
+pub(crate) mod fake;
+
+use std::{
+    io::{BufRead, BufReader},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    sync::mpsc as std_mpsc,
+    time::Duration,
+};
+
+use switchboard_client::{
+    Backoff, ClientOptions, ConnectionState, Format, Subscription, SubscriptionEvent,
+};
+use tokio::sync::watch;
+
+/// How long any single wait in a test may take before the test fails.
+pub(crate) const WAIT: Duration = Duration::from_secs(10);
+
+/// A `switchboard serve` child process on 127.0.0.1 and a free port.
+pub(crate) struct TestServer {
+    child: Child,
+    /// The server's base URL, `http://127.0.0.1:PORT`.
+    pub(crate) url: String,
+}
+
+impl TestServer {
+    /// Starts the server with its default configuration.
+    pub(crate) fn start() -> Self {
+        Self::start_with_env(&[])
+    }
+
+    /// Starts the server with extra environment variables (configuration overrides such as
+    /// `SWITCHBOARD_WEBSOCKET__PING_INTERVAL_SECONDS`).
+    pub(crate) fn start_with_env(env: &[(&str, &str)]) -> Self {
+        let binary = server_binary();
+        assert!(
+            binary.exists(),
+            "server binary {} not found: build it with `cargo build -p switchboard`, or set \
+             SWITCHBOARD_BIN",
+            binary.display()
+        );
+        let stderr = if std::env::var_os("SWITCHBOARD_TEST_SERVER_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let mut child = Command::new(&binary)
+            .args(["serve", "--listen", "127.0.0.1:0"])
+            .envs(env.iter().copied())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", binary.display()));
+        let stdout = child.stdout.take().expect("stdout was piped");
+        let (line_tx, line_rx) = std_mpsc::channel();
+        // Reads the announcement, then keeps draining stdout so the server never blocks on
+        // a full pipe.
+        std::thread::spawn(move || {
+            let mut announced = false;
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if !announced && let Some(url) = line.strip_prefix("listening on ") {
+                    announced = true;
+                    let _ = line_tx.send(url.trim().to_owned());
+                }
+            }
+        });
+        let mut server = Self {
+            child,
+            url: String::new(),
+        };
+        match line_rx.recv_timeout(WAIT) {
+            Ok(url) => server.url = url,
+            Err(_) => {
+                let status = server.child.try_wait().ok().flatten();
+                panic!("the server did not print `listening on …` (exit status: {status:?})");
+            }
+        }
+        server
+    }
+
+    /// Client options for this server, with test-sized timeouts and backoff.
+    pub(crate) fn options(&self, format: Format) -> ClientOptions {
+        ClientOptions {
+            format,
+            name: Some("test".into()),
+            connect_timeout: Duration::from_secs(5),
+            request_timeout: Duration::from_secs(5),
+            backoff: Backoff {
+                min: Duration::from_millis(20),
+                max: Duration::from_millis(200),
+            },
+            ..ClientOptions::new(self.url.clone())
+        }
+    }
+
+    /// Freezes the server process (SIGSTOP): its sockets stay open, it answers nothing.
+    pub(crate) fn pause(&self) {
+        signal(self.child.id(), "-STOP");
+    }
+
+    /// Resumes a paused server (SIGCONT).
+    pub(crate) fn resume(&self) {
+        signal(self.child.id(), "-CONT");
+    }
+
+    /// The server's HTTP URL for `path` (e.g. `/api/publish`).
+    pub(crate) fn http(&self, path: &str) -> String {
+        format!("{}{path}", self.url)
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        // SIGKILL also ends a stopped process.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn signal(pid: u32, signal: &str) {
+    let status = Command::new("kill")
+        .args([signal, &pid.to_string()])
+        .status()
+        .expect("kill(1) runs");
+    assert!(status.success(), "kill {signal} {pid} failed");
+}
+
+/// `SWITCHBOARD_BIN`, else `switchboard` in the target directory this test was built in.
+fn server_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("SWITCHBOARD_BIN") {
+        return PathBuf::from(path);
+    }
+    // The test executable lives in <target>/<profile>/deps/; the binary in <target>/<profile>/.
+    if let Ok(exe) = std::env::current_exe()
+        && let Some(profile_dir) = exe.parent().and_then(|deps| deps.parent())
+    {
+        let candidate = profile_dir.join(format!("switchboard{}", std::env::consts::EXE_SUFFIX));
+        if candidate.exists() {
+            return candidate;
+        }
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    target
+        .join("debug")
+        .join(format!("switchboard{}", std::env::consts::EXE_SUFFIX))
+}
+
+/// The next event of `sub`, failing the test after [`WAIT`].
+pub(crate) async fn next_event(sub: &mut Subscription) -> SubscriptionEvent {
+    match tokio::time::timeout(WAIT, sub.recv()).await {
+        Ok(Ok(event)) => event,
+        Ok(Err(error)) => panic!("subscription {} ended: {error}", sub.channel()),
+        Err(_) => panic!("no event on {} within {WAIT:?}", sub.channel()),
+    }
+}
+
+/// Collects events until `count` publications arrived; returns every event seen.
+pub(crate) async fn collect_publications(
+    sub: &mut Subscription,
+    count: usize,
+) -> Vec<SubscriptionEvent> {
+    let mut events = Vec::new();
+    let mut publications = 0;
+    while publications < count {
+        let event = next_event(sub).await;
+        if matches!(event, SubscriptionEvent::Publication(_)) {
+            publications += 1;
+        }
+        events.push(event);
+    }
+    events
+}
+
+/// The offsets of the publications among `events`, in order.
+pub(crate) fn offsets(events: &[SubscriptionEvent]) -> Vec<u64> {
+    events
+        .iter()
+        .filter_map(|event| match event {
+            SubscriptionEvent::Publication(p) => Some(p.offset),
+            _ => None,
+        })
+        .collect()
+}
+
+/// Waits until the state matches `predicate`, failing the test after [`WAIT`].
+pub(crate) async fn wait_state(
+    state: &mut watch::Receiver<ConnectionState>,
+    predicate: impl FnMut(&ConnectionState) -> bool,
+) -> ConnectionState {
+    let reached = tokio::time::timeout(WAIT, state.wait_for(predicate))
+        .await
+        .map(|waited| waited.map(|state| state.clone()));
+    match reached {
+        Ok(Ok(state)) => state,
+        Ok(Err(_)) => panic!("the connection task ended"),
+        Err(_) => panic!(
+            "state not reached within {WAIT:?}; last: {:?}",
+            *state.borrow()
+        ),
+    }
+}
