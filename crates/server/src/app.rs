@@ -1,0 +1,76 @@
+//! The route table: which path goes to which transport or endpoint.
+
+use axum::{
+    Router,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use switchboard_proto::ErrorCode;
+
+use crate::{api, assets, error::ApiError, state::AppState, transport};
+
+/// Every route of the server.
+pub(crate) fn router(state: AppState) -> Router {
+    let mut router = Router::new()
+        .route("/ws", get(transport::websocket::upgrade))
+        .route("/sse", get(transport::sse::stream))
+        .route(
+            "/poll",
+            get(transport::poll::read).post(transport::poll::publish),
+        )
+        .route("/metrics", get(metrics))
+        .route("/health", get(health))
+        .route("/ready", get(ready))
+        .route("/client/{*path}", get(assets::client))
+        .nest("/api", api::router(state.clone()));
+    if state.config.websocket.echo_endpoint {
+        router = router.route("/ws/echo", get(transport::websocket::echo));
+    }
+    router
+        .route("/", get(assets::index))
+        .route("/{*path}", get(assets::web))
+        .fallback(not_found)
+        .with_state(state)
+}
+
+async fn not_found() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such endpoint")
+}
+
+async fn metrics(State(app): State<AppState>) -> Response {
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        app.metrics.render(&app.hub.stats()),
+    )
+        .into_response()
+}
+
+async fn health() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        r#"{"status":"ok"}"#,
+    )
+        .into_response()
+}
+
+async fn ready(State(app): State<AppState>) -> Response {
+    if app.hub.is_shutting_down() {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"shutting_down"}"#,
+        )
+            .into_response()
+    } else {
+        (
+            [(header::CONTENT_TYPE, "application/json")],
+            r#"{"status":"ready"}"#,
+        )
+            .into_response()
+    }
+}

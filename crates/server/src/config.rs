@@ -1,0 +1,282 @@
+//! [`Config`]: every setting of the server, with its default and unit in its name, and
+//! [`Config::load`], which layers a TOML file, `SWITCHBOARD_*` environment variables and
+//! command-line overrides, in that order. Nothing is required: the defaults run a complete
+//! server on `127.0.0.1:8000`.
+
+use std::{net::SocketAddr, path::Path};
+
+use figment::{
+    Figment,
+    providers::{Env, Format, Serialized, Toml},
+};
+use serde::{Deserialize, Serialize};
+use switchboard_core::HubConfig;
+use thiserror::Error;
+
+/// The server's settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address and port to listen on (`0` as port picks a free one).
+    pub listen: SocketAddr,
+    /// Most simultaneous TCP connections; further ones are closed at once.
+    pub max_connections: usize,
+    /// Seconds given to connections to close after a shutdown signal.
+    pub shutdown_grace_seconds: u64,
+    /// Hub: history, limits, queues.
+    pub hub: HubConfig,
+    /// Server HTTP API (`/api/*`).
+    pub api: ApiConfig,
+    /// WebSocket transport (`/ws`).
+    pub websocket: WebSocketConfig,
+    /// Server-Sent Events transport (`/sse`).
+    pub sse: SseConfig,
+    /// Polling transport (`/poll`).
+    pub poll: PollConfig,
+    /// Logging.
+    pub log: LogConfig,
+}
+
+/// Server API settings.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ApiConfig {
+    /// The API key (`Authorization: Bearer KEY` or `X-API-Key: KEY`). When unset, the API
+    /// answers only requests from loopback addresses.
+    pub key: Option<String>,
+}
+
+/// WebSocket settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WebSocketConfig {
+    /// Largest message (and frame) accepted from a client, in bytes.
+    pub max_message_bytes: usize,
+    /// Negotiate permessage-deflate when the client offers it.
+    pub compression: bool,
+    /// Messages shorter than this are sent uncompressed even on compressed connections.
+    pub compression_min_bytes: usize,
+    /// Seconds between server `ping` pushes.
+    pub ping_interval_seconds: u64,
+    /// Seconds of silence tolerated after a ping interval before closing with 4002.
+    pub pong_timeout_seconds: u64,
+    /// Seconds a write may stay blocked before the client is dropped as a slow consumer.
+    pub write_timeout_seconds: u64,
+    /// Serve `/ws/echo`, which echoes every message (for the Autobahn conformance suite).
+    pub echo_endpoint: bool,
+}
+
+/// Server-Sent Events settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SseConfig {
+    /// Seconds between `: ping` comments.
+    pub heartbeat_seconds: u64,
+    /// Reconnect advice sent as `retry:`, in milliseconds.
+    pub retry_ms: u64,
+    /// Most channels in one stream.
+    pub max_channels: usize,
+}
+
+/// Polling settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PollConfig {
+    /// Longest `wait` a long-poll may ask for, in seconds.
+    pub max_wait_seconds: u64,
+    /// Most publications in one reply.
+    pub max_batch: usize,
+    /// Most channels in one request.
+    pub max_channels: usize,
+}
+
+/// Log settings.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// `text` or `json`.
+    pub format: LogFormat,
+    /// A `tracing` filter such as `info` or `switchboard=debug,info`.
+    pub level: String,
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            max_connections: 15_000,
+            shutdown_grace_seconds: 5,
+            hub: HubConfig::default(),
+            api: ApiConfig::default(),
+            websocket: WebSocketConfig::default(),
+            sse: SseConfig::default(),
+            poll: PollConfig::default(),
+            log: LogConfig::default(),
+        }
+    }
+}
+
+impl Default for WebSocketConfig {
+    fn default() -> Self {
+        Self {
+            max_message_bytes: 64 << 10,
+            compression: true,
+            compression_min_bytes: 256,
+            ping_interval_seconds: 25,
+            pong_timeout_seconds: 10,
+            write_timeout_seconds: 10,
+            echo_endpoint: false,
+        }
+    }
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        Self {
+            heartbeat_seconds: 15,
+            retry_ms: 1000,
+            max_channels: 32,
+        }
+    }
+}
+
+impl Default for PollConfig {
+    fn default() -> Self {
+        Self {
+            max_wait_seconds: 60,
+            max_batch: 1000,
+            max_channels: 32,
+        }
+    }
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            format: LogFormat::Text,
+            level: "info".to_owned(),
+        }
+    }
+}
+
+/// Why the configuration could not be loaded.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    /// The file given with `--config` does not exist.
+    #[error("config file {0} not found")]
+    FileNotFound(String),
+    /// A value is missing, misspelled or of the wrong type.
+    #[error("{0}")]
+    Invalid(Box<figment::Error>),
+    /// A value is out of its allowed range.
+    #[error("invalid setting `{key}`: {reason}")]
+    OutOfRange {
+        /// The setting.
+        key: &'static str,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+impl Config {
+    /// Loads defaults, then `file` (TOML), then `SWITCHBOARD_*` environment variables (nested
+    /// keys joined with `__`, e.g. `SWITCHBOARD_HUB__HISTORY_SIZE=50`), then `overrides`
+    /// (dotted keys from command-line flags), and checks the result.
+    pub fn load(
+        file: Option<&Path>,
+        overrides: &[(&str, figment::value::Value)],
+    ) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(ConfigError::FileNotFound(path.display().to_string()));
+            }
+            fig = fig.merge(Toml::file_exact(path));
+        }
+        fig = fig.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        for (key, value) in overrides {
+            fig = fig.merge(Serialized::default(key, value.clone()));
+        }
+        let config: Config = fig
+            .extract()
+            .map_err(|e| ConfigError::Invalid(Box::new(e)))?;
+        config.check()?;
+        Ok(config)
+    }
+
+    /// Checks ranges that types cannot express.
+    pub fn check(&self) -> Result<(), ConfigError> {
+        let range = |ok: bool, key, reason| {
+            if ok {
+                Ok(())
+            } else {
+                Err(ConfigError::OutOfRange { key, reason })
+            }
+        };
+        range(
+            self.websocket.max_message_bytes >= 128,
+            "websocket.max_message_bytes",
+            "must be at least 128",
+        )?;
+        range(
+            self.websocket.ping_interval_seconds >= 1,
+            "websocket.ping_interval_seconds",
+            "must be at least 1",
+        )?;
+        range(
+            self.sse.heartbeat_seconds >= 1,
+            "sse.heartbeat_seconds",
+            "must be at least 1",
+        )?;
+        range(
+            (1..=3600).contains(&self.poll.max_wait_seconds),
+            "poll.max_wait_seconds",
+            "must be 1..=3600",
+        )?;
+        range(
+            self.poll.max_batch >= 1,
+            "poll.max_batch",
+            "must be at least 1",
+        )?;
+        range(
+            self.hub.max_channels >= 1,
+            "hub.max_channels",
+            "must be at least 1",
+        )?;
+        range(
+            self.hub.outbox_max_messages >= 16,
+            "hub.outbox_max_messages",
+            "must be at least 16",
+        )?;
+        range(
+            self.hub.outbox_max_bytes >= self.websocket.max_message_bytes,
+            "hub.outbox_max_bytes",
+            "must be at least websocket.max_message_bytes",
+        )?;
+        range(
+            self.max_connections >= 1,
+            "max_connections",
+            "must be at least 1",
+        )?;
+        Ok(())
+    }
+
+    /// The effective configuration as TOML (for `switchboard config check`).
+    pub fn to_toml(&self) -> String {
+        toml::to_string_pretty(self).unwrap_or_else(|e| format!("# cannot render: {e}\n"))
+    }
+}
+
+/// A commented example configuration (for `switchboard config init`). Every line is a
+/// default, so the file changes nothing until edited.
+pub const EXAMPLE: &str = include_str!("config_example.toml");

@@ -1,0 +1,30 @@
+//! switchboard's server: the axum application that wires the hub to its transports
+//! (WebSocket on `/ws`, SSE on `/sse`, long-poll and short poll on `/poll`), the server API on
+//! `/api/`, metrics on `/metrics`, health checks, and the bundled web app and JS client.
+//!
+//! Embedding:
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use switchboard_server::{Config, Server};
+//!
+//! let server = Server::bind(Config::default()).await?;
+//! println!("listening on http://{}", server.local_addr()?);
+//! server.run(async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+
+mod api;
+mod app;
+mod assets;
+pub mod config;
+mod error;
+pub mod metrics;
+mod server;
+mod state;
+mod transport;
+
+pub use config::{Config, ConfigError, LogFormat};
+pub use server::{Server, ServerError};
+
+/// The server's version.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,182 @@
+//! [`Server`]: binds the listener, accepts TCP connections (bounded by `max_connections`),
+//! serves HTTP/1.1 with upgrades on each, and shuts down gracefully: the hub closes every
+//! connection with its close code, then tasks get `shutdown_grace_seconds` to finish.
+
+use std::{future::Future, io, net::SocketAddr, sync::Arc, time::Duration};
+
+use axum::{Router, extract::ConnectInfo};
+use hyper::{body::Incoming, server::conn::http1};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use switchboard_core::Hub;
+use thiserror::Error;
+use tokio::{
+    net::TcpListener,
+    sync::{OwnedSemaphorePermit, Semaphore},
+};
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+use tower_service::Service;
+
+use crate::{app, config::Config, metrics::Metrics, state::AppState};
+
+/// Why the server could not start.
+#[derive(Debug, Error)]
+pub enum ServerError {
+    /// The address is taken by another process.
+    #[error(
+        "cannot listen on {addr}: the address is already in use (is another switchboard running? pick another with --listen)"
+    )]
+    AddrInUse {
+        /// The address.
+        addr: SocketAddr,
+    },
+    /// Any other bind failure (permission, unknown address).
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The OS error.
+        source: io::Error,
+    },
+}
+
+/// A bound, not yet running server.
+pub struct Server {
+    listener: TcpListener,
+    state: AppState,
+    router: Router,
+}
+
+impl Server {
+    /// Binds `config.listen` and builds the hub and routes.
+    pub async fn bind(config: Config) -> Result<Self, ServerError> {
+        let addr = config.listen;
+        let listener = TcpListener::bind(addr).await.map_err(|source| {
+            if source.kind() == io::ErrorKind::AddrInUse {
+                ServerError::AddrInUse { addr }
+            } else {
+                ServerError::Bind { addr, source }
+            }
+        })?;
+        let state = AppState {
+            hub: Hub::new(config.hub.clone()),
+            config: Arc::new(config),
+            metrics: Arc::new(Metrics::new()),
+            started: std::time::Instant::now(),
+            shutdown: CancellationToken::new(),
+            tasks: TaskTracker::new(),
+        };
+        let router = app::router(state.clone());
+        Ok(Self {
+            listener,
+            state,
+            router,
+        })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The hub, for embedding applications that publish from Rust.
+    pub fn hub(&self) -> &Hub {
+        &self.state.hub
+    }
+
+    /// Serves until `shutdown` completes, then closes every connection gracefully.
+    pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
+        let Self {
+            listener,
+            state,
+            router,
+        } = self;
+        let tracker = TaskTracker::new();
+        tracker.spawn(state.hub.maintenance());
+        let permits = Arc::new(Semaphore::new(state.config.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                () = &mut shutdown => break,
+                accepted = listener.accept() => match accepted {
+                    Ok(x) => x,
+                    Err(e) => {
+                        // EMFILE and friends: back off briefly instead of spinning.
+                        tracing::warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                },
+            };
+            let Ok(permit) = permits.clone().try_acquire_owned() else {
+                state.metrics.connections_refused.inc();
+                tracing::warn!(%peer, "connection refused: max_connections reached");
+                drop(stream);
+                continue;
+            };
+            let _ = stream.set_nodelay(true);
+            let router = router.clone();
+            let token = state.shutdown.clone();
+            tracker.spawn(serve_connection(
+                stream,
+                peer,
+                router,
+                token,
+                Arc::new(permit),
+            ));
+        }
+        tracing::info!("shutting down");
+        state.hub.shutdown();
+        state.shutdown.cancel();
+        tracker.close();
+        state.tasks.close();
+        let grace = Duration::from_secs(state.config.shutdown_grace_seconds);
+        let all = async {
+            tracker.wait().await;
+            state.tasks.wait().await;
+        };
+        if tokio::time::timeout(grace, all).await.is_err() {
+            tracing::warn!("some connections did not close within the grace period");
+        }
+        Ok(())
+    }
+}
+
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    router: Router,
+    token: CancellationToken,
+    permit: Arc<OwnedSemaphorePermit>,
+) {
+    let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
+        req.extensions_mut().insert(ConnectInfo(peer));
+        req.extensions_mut()
+            .insert(ConnectionPermit(permit.clone()));
+        let mut router = router.clone();
+        async move { router.call(req).await }
+    });
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(10))
+        .max_buf_size(64 << 10);
+    let conn = builder
+        .serve_connection(TokioIo::new(stream), service)
+        .with_upgrades();
+    tokio::pin!(conn);
+    let result = tokio::select! {
+        r = conn.as_mut() => r,
+        () = token.cancelled() => {
+            conn.as_mut().graceful_shutdown();
+            conn.await
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(%peer, error = %e, "http connection ended with an error");
+    }
+}
+
+/// One slot of `max_connections`, held by a TCP connection and by whatever outlives its HTTP
+/// exchange (an upgraded WebSocket), so upgraded connections stay counted.
+#[derive(Clone)]
+pub(crate) struct ConnectionPermit(#[allow(dead_code)] pub(crate) Arc<OwnedSemaphorePermit>);

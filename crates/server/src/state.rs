@@ -1,0 +1,26 @@
+//! [`AppState`]: what every handler shares — the hub, the configuration, metrics, the start
+//! time and the shutdown signal.
+
+use std::{sync::Arc, time::Instant};
+
+use switchboard_core::Hub;
+use tokio_util::{sync::CancellationToken, task::TaskTracker};
+
+use crate::{config::Config, metrics::Metrics};
+
+/// Shared state of one server; cheap to clone.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The hub.
+    pub(crate) hub: Hub,
+    /// The effective configuration.
+    pub(crate) config: Arc<Config>,
+    /// Metrics.
+    pub(crate) metrics: Arc<Metrics>,
+    /// When the server started.
+    pub(crate) started: Instant,
+    /// Cancelled when the server shuts down; long waits (SSE, long-poll) end on it.
+    pub(crate) shutdown: CancellationToken,
+    /// Tasks that outlive their HTTP request (WebSocket sessions); shutdown waits for them.
+    pub(crate) tasks: TaskTracker,
+}

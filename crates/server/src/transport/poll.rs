@@ -1,0 +1,210 @@
+//! Long-poll and short poll on `/poll`: `GET` returns the publications after a cursor (a
+//! bounded batch) and the next cursor, holding the request up to `wait` seconds until one
+//! arrives; `POST` publishes for clients without a WebSocket (SSE and polling clients).
+//!
+//! A waiting request registers a short-lived hub client whose subscriptions recover from the
+//! cursor atomically, so nothing published between the read and the wait is missed.
+
+use std::time::Duration;
+
+use axum::{
+    body::Bytes,
+    extract::{RawQuery, State},
+    http::header,
+    response::{IntoResponse, Response},
+};
+use switchboard_core::{Delivery, Recovery, SharedPublication, StreamPosition, SubscribeOptions};
+
+use crate::{
+    api::PublishBody,
+    error::ApiError,
+    metrics::{ConnectionGauge, TransportLabel},
+    state::AppState,
+    transport::{cursor, query::Query},
+};
+
+const TRANSPORT: &str = "poll";
+
+/// `GET /poll?channel=…&cursor=…&wait=…&limit=…`.
+pub(crate) async fn read(
+    State(app): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let label = TransportLabel {
+        transport: TRANSPORT,
+    };
+    app.metrics.messages_in.get_or_create(&label).inc();
+    let result = poll(&app, raw.as_deref()).await;
+    if let Err(e) = &result {
+        app.metrics.error(TRANSPORT, e.code.as_str());
+    }
+    result
+}
+
+struct Batch {
+    positions: Vec<StreamPosition>,
+    publications: Vec<SharedPublication>,
+    unrecovered: Vec<usize>,
+    more: bool,
+}
+
+impl Batch {
+    fn take(&mut self, i: usize, r: Recovery) {
+        if r.recovered == Some(false) {
+            self.unrecovered.push(i);
+        }
+        self.more |= r.more;
+        self.positions[i] = r.position;
+        self.publications.extend(r.publications);
+    }
+}
+
+async fn poll(app: &AppState, raw: Option<&str>) -> Result<Response, ApiError> {
+    let cfg = &app.config.poll;
+    let q = Query::parse(raw, cfg.max_channels)?;
+    let limit = q.number(
+        "limit",
+        100.min(cfg.max_batch as u64),
+        1..=cfg.max_batch as u64,
+    )? as usize;
+    // `wait` above the maximum is capped, not refused.
+    let wait = q.number("wait", 0, 0..=u64::MAX)?.min(cfg.max_wait_seconds);
+    let since = q
+        .get("cursor")
+        .filter(|c| !c.is_empty())
+        .map(|c| cursor::parse(c, q.channels.len()))
+        .transpose()?;
+
+    let mut batch = Batch {
+        positions: Vec::with_capacity(q.channels.len()),
+        publications: Vec::new(),
+        unrecovered: Vec::new(),
+        more: false,
+    };
+    let Some(since) = since else {
+        for ch in &q.channels {
+            batch
+                .positions
+                .push(app.hub.read_since(ch, None, 0)?.position);
+        }
+        return Ok(reply(app, &q, &batch));
+    };
+    batch.positions = since.clone();
+    for (i, ch) in q.channels.iter().enumerate() {
+        let left = limit.saturating_sub(batch.publications.len());
+        if left == 0 {
+            batch.more = true;
+            break;
+        }
+        batch.take(i, app.hub.read_since(ch, Some(&since[i]), left)?);
+    }
+    if wait == 0 || !batch.publications.is_empty() || !batch.unrecovered.is_empty() || batch.more {
+        return Ok(reply(app, &q, &batch));
+    }
+
+    // Nothing yet: wait as a short-lived subscriber, starting exactly at the cursor.
+    let _gauge = ConnectionGauge::new(&app.metrics, "long_poll");
+    let client = app.hub.connect(None, None)?;
+    for (i, ch) in q.channels.iter().enumerate() {
+        let options = SubscribeOptions {
+            since: Some(batch.positions[i].clone()),
+            join_leave: false,
+        };
+        batch.take(i, client.subscribe(ch, options)?);
+    }
+    if batch.publications.is_empty() && batch.unrecovered.is_empty() {
+        tokio::select! {
+            () = client.outbox().notified() => {}
+            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = app.shutdown.cancelled() => {}
+        }
+        let mut deliveries = Vec::new();
+        client.outbox().drain(&mut deliveries);
+        for d in deliveries {
+            if let Delivery::Publication(p) = d
+                && let Some(i) = q.channels.iter().position(|c| c == &p.channel)
+            {
+                if batch.publications.len() >= limit {
+                    batch.more = true;
+                    break;
+                }
+                batch.positions[i] = StreamPosition {
+                    offset: p.offset,
+                    epoch: p.epoch.clone(),
+                };
+                batch.publications.push(p);
+            }
+        }
+    }
+    Ok(reply(app, &q, &batch))
+}
+
+fn reply(app: &AppState, q: &Query, batch: &Batch) -> Response {
+    let mut b = Vec::with_capacity(64 + batch.publications.len() * 160);
+    b.extend_from_slice(b"{\"cursor\":\"");
+    b.extend_from_slice(cursor::format(&batch.positions).as_bytes());
+    b.extend_from_slice(b"\",\"publications\":[");
+    for (i, p) in batch.publications.iter().enumerate() {
+        if i > 0 {
+            b.push(b',');
+        }
+        switchboard_proto::publication_json(&mut b, p);
+    }
+    b.extend_from_slice(b"],\"unrecovered\":[");
+    for (n, i) in batch.unrecovered.iter().enumerate() {
+        if n > 0 {
+            b.push(b',');
+        }
+        // Channel names need no escaping.
+        b.push(b'"');
+        b.extend_from_slice(q.channels[*i].as_str().as_bytes());
+        b.push(b'"');
+    }
+    b.extend_from_slice(format!("],\"more\":{}}}", batch.more).as_bytes());
+    let label = TransportLabel {
+        transport: TRANSPORT,
+    };
+    app.metrics
+        .messages_out
+        .get_or_create(&label)
+        .inc_by(batch.publications.len() as u64);
+    app.metrics
+        .bytes_out
+        .get_or_create(&label)
+        .inc_by(b.len() as u64);
+    (
+        [
+            (header::CONTENT_TYPE, "application/json"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        b,
+    )
+        .into_response()
+}
+
+/// `POST /poll` with `{"channel":…,"data":…}` or `"b64"`: publish for HTTP clients.
+pub(crate) async fn publish(
+    State(app): State<AppState>,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let result = (|| -> Result<Response, ApiError> {
+        let body: PublishBody =
+            crate::api::parse_body(&body, app.config.websocket.max_message_bytes)?;
+        let channel = crate::api::channel(&body.channel)?;
+        let data = crate::api::payload(body.data, body.b64)?;
+        let pos = app.hub.publish(&channel, data, None)?;
+        app.metrics
+            .publications
+            .get_or_create(&TransportLabel {
+                transport: TRANSPORT,
+            })
+            .inc();
+        Ok(crate::api::json(
+            &serde_json::json!({"offset": pos.offset, "epoch": pos.epoch}),
+        ))
+    })();
+    if let Err(e) = &result {
+        app.metrics.error(TRANSPORT, e.code.as_str());
+    }
+    result
+}

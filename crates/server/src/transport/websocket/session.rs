@@ -1,0 +1,578 @@
+//! One WebSocket connection after the handshake: a single task that reads frames, answers
+//! commands, drains the hub outbox and pings, owning the raw `TcpStream`.
+//!
+//! Memory while idle is kept small on purpose: no read buffer is held between reads (bytes
+//! are read into a stack buffer and only a partial frame is kept), no write buffer exists
+//! unless a write blocks, and there is no per-connection channel — the hub's [`Outbox`]
+//! is the only queue. Everything queued when the task wakes goes out in one `writev`.
+//!
+//! [`Outbox`]: switchboard_core::Outbox
+
+use std::{
+    borrow::Cow,
+    io::{self, IoSlice},
+    net::SocketAddr,
+    time::Duration,
+};
+
+use bytes::{Bytes, BytesMut};
+use switchboard_core::{Client, Delivery, Disconnect, Outbox, SubscribeOptions};
+use switchboard_proto::{Command, ErrorCode, Format, Reply, Request, close};
+use switchboard_websocket::{
+    Decoded, DeflateConfig, Message, MessageReader, OpCode, encode_close, encode_frame,
+};
+use tokio::{net::TcpStream, time::Instant};
+
+use crate::{
+    metrics::{ConnectionGauge, TransportLabel},
+    server::ConnectionPermit,
+    state::AppState,
+    transport::frames::WsEncoding,
+};
+
+const TRANSPORT: &str = "websocket";
+/// Most bytes read per wake-up before other work (writes, pings) gets a turn.
+const READ_BUDGET_BYTES: usize = 256 << 10;
+/// Slices handed to one `writev`.
+const MAX_IOVECS: usize = 64;
+/// How long a closing handshake may take.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// What the handshake decided for this session.
+pub(super) struct Settings {
+    pub(super) format: Format,
+    pub(super) deflate: Option<DeflateConfig>,
+    pub(super) echo: bool,
+    pub(super) max_message_bytes: usize,
+}
+
+/// How the session loop goes on.
+enum Flow {
+    Continue,
+    /// Send a close frame with this code (after a `disconnect` push when `push` is set).
+    Close {
+        code: u16,
+        reason: Cow<'static, str>,
+        push: bool,
+    },
+    /// The peer sent a close frame; answer it and end.
+    PeerClosed(Option<u16>),
+    /// The TCP connection is gone (EOF, reset or write timeout): nothing more to send.
+    Gone,
+}
+
+pub(super) struct Session {
+    app: AppState,
+    stream: TcpStream,
+    peer: SocketAddr,
+    settings: Settings,
+    enc: WsEncoding,
+    reader: MessageReader,
+    rbuf: BytesMut,
+    client: Option<Client>,
+    out: Vec<Bytes>,
+    batch: Vec<Delivery>,
+    last_seen: Instant,
+    _gauge: ConnectionGauge,
+    _permit: Option<ConnectionPermit>,
+}
+
+async fn outbox_ready(outbox: Option<&Outbox>) {
+    match outbox {
+        Some(o) => o.notified().await,
+        None => std::future::pending().await,
+    }
+}
+
+impl Session {
+    pub(super) fn new(
+        app: AppState,
+        stream: TcpStream,
+        peer: SocketAddr,
+        leftover: Bytes,
+        settings: Settings,
+        permit: Option<ConnectionPermit>,
+    ) -> Self {
+        let enc = WsEncoding {
+            format: settings.format,
+            deflate_window_bits: settings.deflate.map(|d| d.server_max_window_bits),
+            compression_min_bytes: app.config.websocket.compression_min_bytes,
+        };
+        let reader = MessageReader::new(settings.max_message_bytes, settings.deflate.as_ref());
+        let gauge = ConnectionGauge::new(
+            &app.metrics,
+            if settings.echo {
+                "websocket_echo"
+            } else {
+                TRANSPORT
+            },
+        );
+        Self {
+            rbuf: BytesMut::from(&leftover[..]),
+            app,
+            stream,
+            peer,
+            settings,
+            enc,
+            reader,
+            client: None,
+            out: Vec::new(),
+            batch: Vec::new(),
+            last_seen: Instant::now(),
+            _gauge: gauge,
+            _permit: permit,
+        }
+    }
+
+    pub(super) async fn run(mut self) {
+        let ws = &self.app.config.websocket;
+        let ping_every = Duration::from_secs(ws.ping_interval_seconds);
+        let silence_limit = ping_every + Duration::from_secs(ws.pong_timeout_seconds);
+        let mut ping = tokio::time::interval_at(Instant::now() + ping_every, ping_every);
+        ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let shutdown = self.app.shutdown.clone();
+
+        // Bytes that arrived with the handshake.
+        let mut flow = if self.rbuf.is_empty() {
+            Flow::Continue
+        } else {
+            self.process_frames()
+        };
+        loop {
+            if !matches!(flow, Flow::Continue) {
+                break;
+            }
+            if !self.out.is_empty() && self.flush().await.is_err() {
+                flow = Flow::Gone;
+                break;
+            }
+            let outbox = self.client.as_ref().map(|c| c.outbox().clone());
+            flow = tokio::select! {
+                r = self.stream.readable() => match r {
+                    Ok(()) => self.on_readable(),
+                    Err(_) => Flow::Gone,
+                },
+                () = outbox_ready(outbox.as_deref()) => self.on_outbox(),
+                _ = ping.tick() => {
+                    if self.last_seen.elapsed() > silence_limit {
+                        Flow::Close { code: close::NO_PONG, reason: "no pong".into(), push: true }
+                    } else {
+                        if !self.settings.echo {
+                            self.out.push(self.enc.frame(&switchboard_proto::ping_push(self.enc.format)));
+                        }
+                        Flow::Continue
+                    }
+                },
+                // Connected clients hear about shutdown through their outbox.
+                () = shutdown.cancelled(), if self.client.is_none() => Flow::Close {
+                    code: close::GOING_AWAY, reason: "server shutting down".into(), push: true,
+                },
+            };
+        }
+        self.finish(flow).await;
+    }
+
+    /// Reads what is available (up to a budget) and handles every complete message.
+    fn on_readable(&mut self) -> Flow {
+        let mut scratch = [0u8; 16 << 10];
+        let mut total = 0;
+        while total < READ_BUDGET_BYTES {
+            match self.stream.try_read(&mut scratch) {
+                Ok(0) => return Flow::Gone,
+                Ok(n) => {
+                    total += n;
+                    self.rbuf.extend_from_slice(&scratch[..n]);
+                    let flow = self.process_frames();
+                    if !matches!(flow, Flow::Continue) {
+                        return flow;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(_) => return Flow::Gone,
+            }
+        }
+        if total > 0 {
+            self.last_seen = Instant::now();
+            self.app
+                .metrics
+                .bytes_in
+                .get_or_create(&TransportLabel {
+                    transport: TRANSPORT,
+                })
+                .inc_by(total as u64);
+        }
+        if self.rbuf.is_empty() && self.rbuf.capacity() > 0 {
+            // Hold no read buffer while idle.
+            self.rbuf = BytesMut::new();
+        }
+        Flow::Continue
+    }
+
+    fn process_frames(&mut self) -> Flow {
+        loop {
+            match self.reader.read(&mut self.rbuf) {
+                Ok(Decoded::Incomplete) => return Flow::Continue,
+                Ok(Decoded::Message(m)) => {
+                    let flow = self.on_message(m);
+                    if !matches!(flow, Flow::Continue) {
+                        return flow;
+                    }
+                }
+                Err(e) => {
+                    let code = e.close_code();
+                    self.app.metrics.error(TRANSPORT, close::name(code));
+                    tracing::info!(peer = %self.peer, error = %e, code, "websocket protocol error");
+                    return Flow::Close {
+                        code,
+                        reason: Cow::Owned(truncate(&e.to_string(), 120)),
+                        push: false,
+                    };
+                }
+            }
+        }
+    }
+
+    fn on_message(&mut self, m: Message) -> Flow {
+        match m {
+            Message::Ping(payload) => {
+                self.out.push(encode_frame(OpCode::Pong, &payload, false));
+                Flow::Continue
+            }
+            Message::Pong(_) => Flow::Continue,
+            Message::Close(frame) => Flow::PeerClosed(frame.map(|f| f.code)),
+            Message::Text(data) if self.settings.echo => {
+                self.out.push(self.echo_frame(OpCode::Text, &data));
+                Flow::Continue
+            }
+            Message::Binary(data) if self.settings.echo => {
+                self.out.push(self.echo_frame(OpCode::Binary, &data));
+                Flow::Continue
+            }
+            Message::Text(data) => self.on_data(Format::Json, &data),
+            Message::Binary(data) => self.on_data(Format::MessagePack, &data),
+        }
+    }
+
+    /// The echo endpoint compresses every echo when deflate is on: it exists for conformance
+    /// runs, and kosoku 0.1.0 cannot check uncompressed echoes in cases 12/13.
+    fn echo_frame(&self, opcode: OpCode, payload: &[u8]) -> Bytes {
+        match self.settings.deflate {
+            Some(d) => encode_frame(
+                opcode,
+                &switchboard_websocket::compress_message(payload, d.server_max_window_bits),
+                true,
+            ),
+            _ => encode_frame(opcode, payload, false),
+        }
+    }
+
+    fn on_data(&mut self, frame_format: Format, data: &[u8]) -> Flow {
+        let label = TransportLabel {
+            transport: TRANSPORT,
+        };
+        self.app.metrics.messages_in.get_or_create(&label).inc();
+        if frame_format != self.enc.format {
+            let msg = match self.enc.format {
+                Format::Json => "this connection speaks switchboard.json: send text frames",
+                Format::MessagePack => {
+                    "this connection speaks switchboard.msgpack: send binary frames"
+                }
+            };
+            self.reply_error(None, ErrorCode::BadRequest, msg);
+            return Flow::Continue;
+        }
+        match switchboard_proto::decode(self.enc.format, data) {
+            Ok(req) => self.command(req),
+            Err(e) => {
+                tracing::debug!(peer = %self.peer, error = %e, "bad command");
+                self.reply_error(e.id, e.code, &e.message);
+            }
+        }
+        Flow::Continue
+    }
+
+    fn reply_error(&mut self, id: Option<u64>, code: ErrorCode, message: &str) {
+        self.app.metrics.error(TRANSPORT, code.as_str());
+        let bytes = switchboard_proto::error(self.enc.format, id, code, message);
+        self.out.push(self.enc.frame(&bytes));
+    }
+
+    fn reply(&mut self, id: Option<u64>, reply: &Reply<'_>) {
+        if let Some(id) = id {
+            let bytes = switchboard_proto::reply(self.enc.format, id, reply);
+            self.out.push(self.enc.frame(&bytes));
+        }
+    }
+
+    fn ensure_client(&mut self) -> Result<&Client, switchboard_core::HubError> {
+        if self.client.is_none() {
+            self.client = Some(self.app.hub.connect(None, None)?);
+        }
+        // Just set above when it was missing.
+        self.client
+            .as_ref()
+            .ok_or(switchboard_core::HubError::ShuttingDown)
+    }
+
+    fn command(&mut self, req: Request) {
+        let id = req.id;
+        let hub = self.app.hub.clone();
+        let result: Result<(), switchboard_core::HubError> = (|| {
+            match req.command {
+                Command::Pong => {}
+                Command::Ping => self.reply(id, &Reply::Empty),
+                Command::Connect { info, .. } => {
+                    if self.client.is_some() {
+                        self.reply_error(id, ErrorCode::BadRequest, "already connected");
+                        return Ok(());
+                    }
+                    let client = hub.connect(None, info)?;
+                    let client_id = client.id().clone();
+                    self.client = Some(client);
+                    self.reply(
+                        id,
+                        &Reply::Connect {
+                            client: &client_id,
+                            version: crate::VERSION,
+                            ping_interval: self.app.config.websocket.ping_interval_seconds,
+                            max_message_bytes: self.settings.max_message_bytes,
+                        },
+                    );
+                }
+                Command::Subscribe {
+                    channel,
+                    since,
+                    join_leave,
+                } => {
+                    let rec = self
+                        .ensure_client()?
+                        .subscribe(&channel, SubscribeOptions { since, join_leave })?;
+                    self.reply(id, &Reply::Subscribe(&rec));
+                }
+                Command::Unsubscribe { channel } => {
+                    self.ensure_client()?.unsubscribe(&channel)?;
+                    self.reply(id, &Reply::Empty);
+                }
+                Command::Publish { channel, data } => {
+                    let pos = self.ensure_client()?.publish(&channel, data)?;
+                    self.app
+                        .metrics
+                        .publications
+                        .get_or_create(&TransportLabel {
+                            transport: TRANSPORT,
+                        })
+                        .inc();
+                    self.reply(id, &Reply::Position(&pos));
+                }
+                Command::Presence { channel } => {
+                    let clients = hub.presence(&channel);
+                    self.reply(id, &Reply::Presence(&clients));
+                }
+                Command::PresenceCount { channel } => {
+                    let count = hub.presence_count(&channel);
+                    self.reply(id, &Reply::PresenceCount(count));
+                }
+                Command::History {
+                    channel,
+                    limit,
+                    from,
+                } => {
+                    let page = hub.history(&channel, from, limit)?;
+                    self.reply(id, &Reply::History(&page));
+                }
+            }
+            Ok(())
+        })();
+        if let Err(e) = result {
+            self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
+        }
+    }
+
+    fn on_outbox(&mut self) -> Flow {
+        let Some(client) = &self.client else {
+            return Flow::Continue;
+        };
+        let closed = client.outbox().drain(&mut self.batch);
+        if let Some(oldest) = self.batch.iter().find_map(|d| match d {
+            Delivery::Publication(p) => Some(p.published_at),
+            _ => None,
+        }) {
+            self.app
+                .metrics
+                .delivery_latency_seconds
+                .observe(oldest.elapsed().as_secs_f64());
+        }
+        if !self.batch.is_empty() {
+            self.app
+                .metrics
+                .messages_out
+                .get_or_create(&TransportLabel {
+                    transport: TRANSPORT,
+                })
+                .inc_by(self.batch.len() as u64);
+        }
+        for d in self.batch.drain(..) {
+            self.out.push(self.enc.delivery(&d));
+        }
+        match closed {
+            None => Flow::Continue,
+            Some(d) => {
+                if d == Disconnect::SlowConsumer {
+                    self.app
+                        .metrics
+                        .slow_consumer_disconnects
+                        .get_or_create(&TransportLabel {
+                            transport: TRANSPORT,
+                        })
+                        .inc();
+                    tracing::info!(peer = %self.peer, "slow consumer disconnected");
+                }
+                let (code, reason, _) = switchboard_proto::disconnect_close(&d);
+                Flow::Close {
+                    code,
+                    reason: Cow::Owned(reason.to_owned()),
+                    push: true,
+                }
+            }
+        }
+    }
+
+    /// Writes every pending frame with as few `writev` calls as the kernel allows. A write
+    /// blocked longer than `write_timeout_seconds` drops the client as a slow consumer.
+    async fn flush(&mut self) -> io::Result<()> {
+        let timeout = Duration::from_secs(self.app.config.websocket.write_timeout_seconds);
+        let result = write_all(&self.stream, &mut self.out, timeout).await;
+        match &result {
+            Ok(n) => {
+                self.app
+                    .metrics
+                    .bytes_out
+                    .get_or_create(&TransportLabel {
+                        transport: TRANSPORT,
+                    })
+                    .inc_by(*n as u64);
+            }
+            Err(e) if e.kind() == io::ErrorKind::TimedOut => {
+                self.app
+                    .metrics
+                    .slow_consumer_disconnects
+                    .get_or_create(&TransportLabel {
+                        transport: TRANSPORT,
+                    })
+                    .inc();
+                tracing::info!(peer = %self.peer, "write timed out: slow consumer dropped");
+            }
+            Err(_) => {}
+        }
+        self.out.clear();
+        if self.out.capacity() > 256 {
+            self.out = Vec::new();
+        }
+        result.map(|_| ())
+    }
+
+    /// Ends the connection: sends the close handshake when there is a peer to hear it.
+    async fn finish(mut self, flow: Flow) {
+        // Leave the hub first so nothing more is queued.
+        self.client = None;
+        let (code, reason, wait_for_peer) = match flow {
+            Flow::Continue | Flow::Gone => return,
+            Flow::PeerClosed(code) => {
+                let echo = code.filter(|c| *c != 1005).unwrap_or(close::NORMAL);
+                (echo, Cow::Borrowed(""), false)
+            }
+            Flow::Close { code, reason, push } => {
+                if push && !self.settings.echo {
+                    let bytes = switchboard_proto::disconnect_push(
+                        self.enc.format,
+                        code,
+                        &reason,
+                        close::should_reconnect(code),
+                    );
+                    self.out.push(self.enc.frame(&bytes));
+                }
+                (code, reason, true)
+            }
+        };
+        self.out.push(encode_close(code, &reason));
+        let stream = &self.stream;
+        let sent = tokio::time::timeout(
+            CLOSE_TIMEOUT,
+            write_all(stream, &mut self.out, CLOSE_TIMEOUT),
+        )
+        .await;
+        if wait_for_peer && matches!(sent, Ok(Ok(_))) {
+            // Read until the peer's close frame or EOF, so unread bytes don't turn our FIN
+            // into a reset that could destroy the close frame in flight.
+            let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain_until_close(stream)).await;
+        }
+    }
+}
+
+async fn drain_until_close(stream: &TcpStream) {
+    let mut scratch = [0u8; 4096];
+    loop {
+        if stream.readable().await.is_err() {
+            return;
+        }
+        match stream.try_read(&mut scratch) {
+            Ok(0) => return,
+            Ok(_) => {}
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+            Err(_) => return,
+        }
+    }
+}
+
+/// Writes every frame of `frames` (emptying it), returning the bytes written.
+async fn write_all(
+    stream: &TcpStream,
+    frames: &mut Vec<Bytes>,
+    timeout: Duration,
+) -> io::Result<usize> {
+    let mut written = 0;
+    let mut first = 0;
+    while first < frames.len() {
+        let slices: Vec<IoSlice<'_>> = frames[first..]
+            .iter()
+            .take(MAX_IOVECS)
+            .map(|b| IoSlice::new(b))
+            .collect();
+        match stream.try_write_vectored(&slices) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(mut n) => {
+                written += n;
+                while n > 0 {
+                    let len = frames[first].len();
+                    if n >= len {
+                        n -= len;
+                        first += 1;
+                    } else {
+                        let rest = frames[first].slice(n..);
+                        frames[first] = rest;
+                        n = 0;
+                    }
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                match tokio::time::timeout(timeout, stream.writable()).await {
+                    Ok(r) => r?,
+                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
+                }
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    frames.clear();
+    Ok(written)
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s[..end].to_owned()
+}

@@ -1,0 +1,158 @@
+//! Command-line interface: argument definitions and dispatch.
+
+use std::{path::PathBuf, process::ExitCode};
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use figment::value::Value;
+use switchboard_server::Config;
+
+use crate::serve;
+
+/// switchboard: a real-time server for web applications.
+#[derive(Parser)]
+#[command(name = "switchboard", version, about, propagate_version = true)]
+pub(crate) struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server (no configuration needed).
+    Serve(ServeArgs),
+    /// Publish DATA (JSON; anything else is sent as a JSON string) to CHANNEL.
+    Publish(PublishArgs),
+    /// Print publications of one or more channels as JSON lines; reconnects and recovers.
+    Subscribe(SubscribeArgs),
+    /// Check or create the configuration file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+#[derive(Args)]
+struct ConfigArgs {
+    /// TOML configuration file.
+    #[arg(long, short = 'c', env = "SWITCHBOARD_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// Address to listen on, e.g. 0.0.0.0:8000 (port 0 picks a free port).
+    #[arg(long)]
+    listen: Option<String>,
+    /// API key for /api/* (otherwise the API answers loopback clients only).
+    #[arg(long)]
+    api_key: Option<String>,
+    /// Log format: text or json.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// Log filter, e.g. info or switchboard_server=debug.
+    #[arg(long)]
+    log_level: Option<String>,
+    /// Serve /ws/echo for WebSocket conformance testing.
+    #[arg(long)]
+    echo_endpoint: bool,
+}
+
+#[derive(Args)]
+pub(crate) struct RemoteArgs {
+    /// Server URL.
+    #[arg(
+        long,
+        short = 'u',
+        default_value = "http://127.0.0.1:8000",
+        env = "SWITCHBOARD_URL"
+    )]
+    pub(crate) url: String,
+}
+
+#[derive(Args)]
+pub(crate) struct PublishArgs {
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    /// The channel.
+    pub(crate) channel: String,
+    /// The data: JSON text, or any other text (sent as a JSON string).
+    pub(crate) data: String,
+}
+
+#[derive(Args)]
+pub(crate) struct SubscribeArgs {
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    /// Channels to subscribe to.
+    #[arg(required = true)]
+    pub(crate) channels: Vec<String>,
+    /// Also print join and leave events.
+    #[arg(long)]
+    pub(crate) join_leave: bool,
+    /// Exit after this many publications (default: run until interrupted).
+    #[arg(long)]
+    pub(crate) count: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration (file, environment, defaults) and print the effective one.
+    Check(ConfigArgs),
+    /// Write a commented example configuration.
+    Init {
+        /// Where to write it.
+        #[arg(default_value = "switchboard.toml")]
+        path: PathBuf,
+        /// Overwrite an existing file.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+fn load(args: &ConfigArgs, overrides: &[(&str, Value)]) -> anyhow::Result<Config> {
+    Config::load(args.config.as_deref(), overrides).context("bad configuration")
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Serve(a) => {
+            let mut o: Vec<(&str, Value)> = Vec::new();
+            if let Some(v) = a.listen {
+                o.push(("listen", v.into()));
+            }
+            if let Some(v) = a.api_key {
+                o.push(("api.key", v.into()));
+            }
+            if let Some(v) = a.log_format {
+                o.push(("log.format", v.into()));
+            }
+            if let Some(v) = a.log_level {
+                o.push(("log.level", v.into()));
+            }
+            if a.echo_endpoint {
+                o.push(("websocket.echo_endpoint", true.into()));
+            }
+            let config = load(&a.config, &o)?;
+            serve::serve(config)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Publish(a) => crate::remote::publish(a),
+        Command::Subscribe(a) => crate::remote::subscribe(a),
+        Command::Config(ConfigCommand::Check(a)) => {
+            let config = load(&a, &[])?;
+            print!("{}", config.to_toml());
+            eprintln!("configuration is valid");
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Config(ConfigCommand::Init { path, force }) => {
+            if path.exists() && !force {
+                anyhow::bail!("{} exists; use --force to overwrite", path.display());
+            }
+            std::fs::write(&path, switchboard_server::config::EXAMPLE)
+                .with_context(|| format!("cannot write {}", path.display()))?;
+            eprintln!("wrote {}", path.display());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The `switchboard` command: `serve` runs the server (embedded defaults, no file needed),
+//! `publish` and `subscribe` talk to a running server, `config check|init` manage the
+//! configuration file.
+
+mod cli;
+mod remote;
+mod serve;
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = cli::Cli::parse();
+    match cli::run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
