@@ -7,32 +7,32 @@
  */
 
 import { Switchboard } from '/client/switchboard.js';
+import { describeError, errorCode, find } from './dom.js';
 
 /** @typedef {import('/client/switchboard.js').Publication} Publication */
 /** @typedef {import('/client/switchboard.js').ClientInfo} ClientInfo */
 
 const HISTORY_LIMIT = 50;
 
-const joinForm = /** @type {HTMLFormElement} */ (document.getElementById('join-form'));
-const nickInput = /** @type {HTMLInputElement} */ (document.getElementById('nick'));
-const roomInput = /** @type {HTMLInputElement} */ (document.getElementById('room'));
-const chatEl = document.getElementById('chat');
-const statusEl = document.getElementById('chat-status');
-const messagesEl = document.getElementById('messages');
-const presenceEl = document.getElementById('presence');
-const presenceCountEl = document.getElementById('presence-count');
-const sendForm = document.getElementById('send-form');
-const textInput = /** @type {HTMLInputElement} */ (document.getElementById('text'));
+const joinForm = find(document, '#join-form', HTMLFormElement);
+const nickInput = find(document, '#nick', HTMLInputElement);
+const roomInput = find(document, '#room', HTMLInputElement);
+const chatEl = find(document, '#chat', HTMLElement);
+const statusEl = find(document, '#chat-status', HTMLElement);
+const messagesEl = find(document, '#messages', HTMLElement);
+const presenceEl = find(document, '#presence', HTMLElement);
+const presenceCountEl = find(document, '#presence-count', HTMLElement);
+const sendForm = find(document, '#send-form', HTMLFormElement);
+const textInput = find(document, '#text', HTMLInputElement);
 
 const params = new URLSearchParams(location.search);
-if (params.get('room')) roomInput.value = params.get('room');
+roomInput.value = params.get('room') || roomInput.value;
 nickInput.value = params.get('nick') || sessionStorage.getItem('switchboard-nick') || '';
 
 /** @type {Switchboard | null} */
 let client = null;
-/** @type {string} */
 let channel = '';
-/** Offsets already on the page, per epoch, so history and live messages never repeat. */
+/** `epoch:offset` of the messages on the page, so history and live ones never repeat. */
 const shown = new Set();
 /** @type {Map<string, ClientInfo>} client id → who */
 const present = new Map();
@@ -54,7 +54,7 @@ sendForm.addEventListener('submit', async (event) => {
   try {
     await client.publish(channel, { nick: nickInput.value.trim(), text });
   } catch (err) {
-    setStatus(`not sent: ${err.message}`);
+    setStatus(`not sent: ${describeError(err)}`);
   }
 });
 
@@ -110,8 +110,8 @@ function join(nick, room) {
 }
 
 /**
- * Loads the latest messages up to `offset` (the position the subscription starts from),
- * oldest first; live ones follow it.
+ * Loads the latest messages up to `offset` (the position the subscription starts from);
+ * live ones follow it.
  *
  * @param {Switchboard} c
  * @param {number} offset
@@ -121,10 +121,9 @@ async function load(c, offset) {
   try {
     const page = await c.history(channel, { before: offset + 1, limit: HISTORY_LIMIT });
     if (client !== c) return;
-    const older = [...page.publications].sort((a, b) => a.offset - b.offset);
-    for (const pub of older) addMessage(pub);
+    for (const pub of page.publications) addMessage(pub);
   } catch (err) {
-    setStatus(err.code === 'unsupported' ? 'history needs a WebSocket connection' : `history: ${err.message}`);
+    setStatus(errorCode(err) === 'unsupported' ? 'history needs a WebSocket connection' : `history: ${describeError(err)}`);
   }
 }
 
@@ -137,12 +136,12 @@ async function refreshPresence(c) {
     for (const info of clients) present.set(info.client, info);
     renderPresence();
   } catch (err) {
-    presenceCountEl.textContent = err.code === 'unsupported' ? '(needs WebSocket)' : '';
+    presenceCountEl.textContent = errorCode(err) === 'unsupported' ? '(needs WebSocket)' : '';
   }
 }
 
 /**
- * Puts a message in place, by offset: history may arrive after live messages.
+ * Puts a message in its place by offset, since history may arrive after live messages.
  *
  * @param {Publication} pub
  */
@@ -150,20 +149,18 @@ function addMessage(pub) {
   const key = `${pub.epoch}:${pub.offset}`;
   if (shown.has(key)) return;
   shown.add(key);
-  const data = /** @type {{nick?: unknown, text?: unknown}} */ (pub.data ?? {});
+  const data = /** @type {{nick?: unknown, text?: unknown} | null} */ (pub.data);
   const li = document.createElement('li');
   li.className = 'msg';
   li.dataset.offset = String(pub.offset);
   const nick = document.createElement('span');
   nick.className = 'nick';
-  nick.textContent = typeof data.nick === 'string' ? data.nick : '?';
+  nick.textContent = typeof data?.nick === 'string' ? data.nick : '?';
   const text = document.createElement('span');
   text.className = 'text';
-  text.textContent = typeof data.text === 'string' ? data.text : JSON.stringify(pub.data);
+  text.textContent = typeof data?.text === 'string' ? data.text : JSON.stringify(pub.data);
   li.append(nick, text);
-  const next = [...messagesEl.children].find(
-    (el) => el instanceof HTMLElement && Number(el.dataset.offset) > pub.offset,
-  );
+  const next = [...messagesEl.children].find((el) => el instanceof HTMLElement && Number(el.dataset.offset) > pub.offset);
   messagesEl.insertBefore(li, next ?? null);
   li.scrollIntoView({ block: 'nearest' });
 }
@@ -186,8 +183,8 @@ function renderPresence() {
 
 /** @param {ClientInfo} info */
 function nickOf(info) {
-  const extra = /** @type {{nick?: unknown}} */ (info.info ?? {});
-  return typeof extra.nick === 'string' ? extra.nick : info.user ?? info.client;
+  const extra = /** @type {{nick?: unknown} | null | undefined} */ (info.info);
+  return typeof extra?.nick === 'string' ? extra.nick : info.user ?? info.client;
 }
 
 /** @param {string} text */
