@@ -347,8 +347,6 @@ async fn close_ends_subscriptions_and_later_requests() {
 }
 
 #[tokio::test]
-#[ignore = "server bug: proto/src/command.rs reads `\"data\": null` as a missing field and \
-            answers invalid_data, though null is JSON data"]
 async fn json_null_is_valid_data() {
     let server = TestServer::start();
     for format in [Format::Json, Format::MessagePack] {

@@ -188,6 +188,19 @@ pub enum ConfigError {
     },
 }
 
+/// The top-level keys of [`Config`], for reading environment variables.
+const TOP_LEVEL_KEYS: [&str; 9] = [
+    "listen",
+    "max_connections",
+    "shutdown_grace_seconds",
+    "hub",
+    "api",
+    "websocket",
+    "sse",
+    "poll",
+    "log",
+];
+
 impl Config {
     /// Loads defaults, then `file` (TOML), then `SWITCHBOARD_*` environment variables (nested
     /// keys joined with `__`, e.g. `SWITCHBOARD_HUB__HISTORY_SIZE=50`), then `overrides`
@@ -203,7 +216,14 @@ impl Config {
             }
             fig = fig.merge(Toml::file_exact(path));
         }
-        fig = fig.merge(Env::prefixed("SWITCHBOARD_").split("__"));
+        // Other SWITCHBOARD_* variables (SWITCHBOARD_CONFIG, SWITCHBOARD_URL of the CLI, …)
+        // are not settings; only those naming a top-level key are read, and a typo inside a
+        // known section is still an error.
+        fig = fig.merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| {
+            // The key arrives already split into a dotted path (`hub.history_size`).
+            let top = key.as_str().split('.').next().unwrap_or("");
+            TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
+        }));
         for (key, value) in overrides {
             fig = fig.merge(Serialized::default(key, value.clone()));
         }
@@ -280,3 +300,29 @@ impl Config {
 /// A commented example configuration (for `switchboard config init`). Every line is a
 /// default, so the file changes nothing until edited.
 pub const EXAMPLE: &str = include_str!("config_example.toml");
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_holds_exactly_the_defaults() {
+        let from_example: Config = toml::from_str(EXAMPLE).unwrap();
+        assert_eq!(from_example.to_toml(), Config::default().to_toml());
+    }
+
+    #[test]
+    fn every_top_level_key_is_listed_for_the_environment() {
+        let value = toml::Value::try_from(Config::default()).unwrap();
+        let mut keys: Vec<&str> = value
+            .as_table()
+            .unwrap()
+            .keys()
+            .map(|k| k.as_str())
+            .collect();
+        keys.sort_unstable();
+        let mut listed = TOP_LEVEL_KEYS.to_vec();
+        listed.sort_unstable();
+        assert_eq!(keys, listed);
+    }
+}

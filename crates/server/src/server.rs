@@ -91,7 +91,8 @@ impl Server {
             router,
         } = self;
         let tracker = TaskTracker::new();
-        tracker.spawn(state.hub.maintenance());
+        // Runs for the server's whole life, so it is not tracked: shutdown aborts it.
+        let maintenance = tokio::spawn(state.hub.maintenance());
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
         tokio::pin!(shutdown);
         loop {
@@ -125,6 +126,7 @@ impl Server {
             ));
         }
         tracing::info!("shutting down");
+        maintenance.abort();
         state.hub.shutdown();
         state.shutdown.cancel();
         tracker.close();

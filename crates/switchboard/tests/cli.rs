@@ -149,6 +149,8 @@ fn config_init_writes_an_example_that_checks_and_env_overrides_files() {
     let out = Command::new(BIN)
         .args(["config", "check", "--config", path.to_str().unwrap()])
         .env("SWITCHBOARD_HUB__HISTORY_SIZE", "7")
+        // Variables that are not settings (the CLI's own) are ignored, not fatal.
+        .env("SWITCHBOARD_URL", "http://elsewhere")
         .output()
         .unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).contains("history_size = 7"));

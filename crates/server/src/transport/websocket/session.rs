@@ -511,16 +511,20 @@ impl Session {
 }
 
 async fn drain_until_close(stream: &TcpStream) {
+    while stream.readable().await.is_ok() && discard_available(stream) {}
+}
+
+/// Reads and drops what is available; `false` once the peer is gone. Not async, so its
+/// buffer lives on the stack only during the call, not in every session's future.
+fn discard_available(stream: &TcpStream) -> bool {
     let mut scratch = [0u8; 4096];
     loop {
-        if stream.readable().await.is_err() {
-            return;
-        }
         match stream.try_read(&mut scratch) {
-            Ok(0) => return,
+            Ok(0) => return false,
             Ok(_) => {}
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-            Err(_) => return,
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return true,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(_) => return false,
         }
     }
 }
