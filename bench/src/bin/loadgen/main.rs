@@ -1,0 +1,208 @@
+//! `loadgen`: the load generator of switchboard's macro benchmark. It drives a server that
+//! speaks `docs/protocol.md` over WebSocket (switchboard, or the floor in `src/bin/floor.rs`)
+//! on loopback and measures fan-out throughput, latency, loss and idle memory per connection.
+//!
+//! `bench/run.sh` starts the servers and calls it; see `bench/README.md` for the scenarios
+//! and how to read the numbers. Output: human-readable lines, and one JSON line (starting
+//! with `{`) per step or scenario; `loadgen table FILE…` turns JSON lines into the comparison
+//! table. The generator must never be the bottleneck it measures, so it reports its own CPU
+//! and keeps its per-message work to a frame header and two substring searches.
+
+mod fanout;
+mod fleet;
+mod idle;
+mod procfs;
+mod publication;
+mod publisher;
+mod report;
+mod stats;
+mod ws;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context as _;
+use clap::{Args, Parser, Subcommand};
+
+use crate::fanout::{Bench, SearchConfig, StepConfig};
+use crate::fleet::FleetConfig;
+use crate::report::Record;
+use crate::stats::Shared;
+use crate::ws::Target;
+
+/// Load generator for switchboard's macro benchmark.
+#[derive(Parser, Debug)]
+#[command(name = "loadgen", version)]
+struct Cli {
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Subcommand, Debug)]
+enum Scenario {
+    /// N subscribers on one channel, one publisher at a steady rate.
+    Fanout(FanoutArgs),
+    /// Server memory per idle subscribed connection.
+    Idle(IdleArgs),
+    /// Prints the comparison table from JSON lines written by the other scenarios.
+    Table {
+        /// Files holding the JSON lines (other lines are skipped).
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+struct Common {
+    /// WebSocket endpoint of the server.
+    #[arg(long, default_value = "ws://127.0.0.1:8000/ws")]
+    url: String,
+    /// Name of the server in the output (`switchboard`, `floor`…).
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Server process to read CPU and RSS from (`/proc/<pid>`).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// Subscriber connections.
+    #[arg(long, default_value_t = 1000)]
+    n: usize,
+    /// Channel to subscribe and publish to.
+    #[arg(long, default_value = "bench")]
+    channel: String,
+    /// Worker threads of the subscribers' runtime (the publisher has its own thread).
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+    /// Connections set up at once (TCP connect to subscribe reply).
+    #[arg(long, default_value_t = 200)]
+    connect_batch: usize,
+    /// Longest one connection may take from TCP connect to subscribe reply, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout_s: f64,
+}
+
+#[derive(Args, Debug)]
+struct FanoutArgs {
+    #[command(flatten)]
+    common: Common,
+    /// Publications per second (a single step; ignored with --find-max).
+    #[arg(long, default_value_t = 100.0)]
+    rate: f64,
+    /// Searches for the highest passing rate instead of measuring one.
+    #[arg(long)]
+    find_max: bool,
+    /// Warm-up before each measured window, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_s: f64,
+    /// Measured window, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    window_s: f64,
+    /// Longest wait after the window for its publications to arrive, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    drain_s: f64,
+    /// A step passes when its p99 latency is below this (and nothing is lost).
+    #[arg(long, default_value_t = 100.0)]
+    p99_limit_ms: f64,
+    /// First rate of the search (default: 50 000 deliveries/s worth, 50000 / N).
+    #[arg(long)]
+    start_rate: Option<f64>,
+    /// Highest rate the search tries.
+    #[arg(long, default_value_t = 100_000.0)]
+    max_rate: f64,
+    /// The search stops when lowest failure / best pass ≤ 1 + this.
+    #[arg(long, default_value_t = 0.1)]
+    precision: f64,
+    /// Time budget of the whole search, in seconds.
+    #[arg(long, default_value_t = 240.0)]
+    max_time_s: f64,
+}
+
+#[derive(Args, Debug)]
+struct IdleArgs {
+    #[command(flatten)]
+    common: Common,
+    /// How long the connections sit idle before the second RSS reading, in seconds.
+    #[arg(long, default_value_t = 3.0)]
+    settle_s: f64,
+}
+
+fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    let common = match &cli.scenario {
+        Scenario::Fanout(args) => &args.common,
+        Scenario::Idle(args) => &args.common,
+        Scenario::Table { files } => return report::table(files),
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(common.threads.max(1))
+        .thread_name("subscribers")
+        .enable_all()
+        .build()
+        .context("building the subscribers' runtime")?;
+    let publisher = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .thread_name("publisher")
+        .enable_all()
+        .build()
+        .context("building the publisher's runtime")?;
+    let bench = Bench {
+        label: common.label.clone(),
+        fleet: FleetConfig {
+            target: Target::parse(&common.url)?,
+            channel: common.channel.clone(),
+            n: common.n,
+            batch: common.connect_batch,
+            timeout: secs(common.connect_timeout_s, "--connect-timeout-s")?,
+        },
+        server: common.server_pid,
+        shared: Arc::new(Shared::default()),
+        publisher: publisher.handle().clone(),
+    };
+    let result = runtime.block_on(run(&cli.scenario, &bench));
+    // Dropping a runtime waits for its threads; both are outside any async context here.
+    drop(runtime);
+    drop(publisher);
+    result
+}
+
+async fn run(scenario: &Scenario, bench: &Bench) -> anyhow::Result<()> {
+    match scenario {
+        Scenario::Fanout(args) => {
+            let step = StepConfig {
+                warmup: secs(args.warmup_s, "--warmup-s")?,
+                window: secs(args.window_s, "--window-s")?,
+                drain: secs(args.drain_s, "--drain-s")?,
+                p99_limit_ms: args.p99_limit_ms,
+            };
+            anyhow::ensure!(args.window_s > 0.0, "--window-s must be positive");
+            if args.find_max {
+                let search = SearchConfig {
+                    start_rate: args
+                        .start_rate
+                        .unwrap_or_else(|| (50_000.0 / bench.fleet.n.max(1) as f64).max(1.0)),
+                    max_rate: args.max_rate,
+                    precision: args.precision,
+                    max_time: secs(args.max_time_s, "--max-time-s")?,
+                };
+                let found = bench.find_max(&step, &search).await?;
+                Record::FanoutMax(found).print();
+            } else {
+                anyhow::ensure!(args.rate > 0.0, "--rate must be positive");
+                let fleet = bench.open_fleet().await?;
+                let result = bench.step(args.rate, &step).await;
+                fleet.close();
+                Record::FanoutStep(result?).print();
+            }
+        }
+        Scenario::Idle(args) => {
+            let record = idle::run(bench, secs(args.settle_s, "--settle-s")?).await;
+            Record::Idle(record).print();
+        }
+        Scenario::Table { .. } => {}
+    }
+    Ok(())
+}
+
+fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value).with_context(|| format!("{flag} {value}: not a duration"))
+}

@@ -1,0 +1,439 @@
+//! What the generator reports: one record per step or scenario, printed as a human-readable
+//! line and as one JSON line (starting with `{`, for scripts), and the comparison table that
+//! `loadgen table` builds from the JSON lines of a whole `bench/run.sh` run.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use serde::{Deserialize, Serialize};
+
+/// Every kind of JSON line the generator prints.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub(crate) enum Record {
+    /// One fan-out measurement at one rate.
+    FanoutStep(Step),
+    /// The outcome of `fanout --find-max`.
+    FanoutMax(FindMax),
+    /// Idle memory per connection.
+    Idle(Idle),
+}
+
+/// One fan-out measurement: a warm-up, then a measured window at a steady publication rate.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Step {
+    pub(crate) label: String,
+    /// Subscribers asked for.
+    pub(crate) n: usize,
+    /// Subscribers connected when the step started.
+    pub(crate) subscribers: usize,
+    /// Publications per second asked for.
+    pub(crate) rate_asked: f64,
+    /// Publications per second sent in the window.
+    pub(crate) rate_sent: f64,
+    pub(crate) window_s: f64,
+    /// Publications sent in the window.
+    pub(crate) published: u64,
+    /// `subscribers × published`.
+    pub(crate) expected: u64,
+    /// Deliveries of window publications, counted until the drain deadline.
+    pub(crate) delivered: u64,
+    pub(crate) deliveries_per_s: f64,
+    /// `expected − delivered`: lost, or later than the drain deadline.
+    pub(crate) missing: u64,
+    /// Offsets skipped on a connection (any publication, warm-up included).
+    pub(crate) gaps: u64,
+    /// Offsets received twice or out of order.
+    pub(crate) reordered: u64,
+    /// Subscribers the server disconnected during the step.
+    pub(crate) disconnects: u64,
+    pub(crate) disconnect_reason: Option<String>,
+    pub(crate) publish_errors: u64,
+    pub(crate) publish_error: Option<String>,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) p999_ms: f64,
+    pub(crate) max_ms: f64,
+    /// Server CPU over the window, % of one core (`None` without `--server-pid`).
+    pub(crate) server_cpu_pct: Option<f64>,
+    /// Server resident memory at the end of the window.
+    pub(crate) server_rss_kib: Option<u64>,
+    /// The generator's own CPU over the window, % of one core.
+    pub(crate) gen_cpu_pct: Option<f64>,
+    /// Time the server's threads waited for a CPU over the window, % of the window: near 0 on
+    /// a machine doing nothing else.
+    pub(crate) server_runq_wait_pct: Option<f64>,
+    /// The same for the generator.
+    pub(crate) gen_runq_wait_pct: Option<f64>,
+    /// Worst delay of a publication behind the publisher's schedule.
+    pub(crate) publisher_lag_ms: f64,
+    /// Text frames that took the generator's slow path (full JSON parse).
+    pub(crate) slow_path_frames: u64,
+    pub(crate) pass: bool,
+    /// `pass`, or every reason the step failed.
+    pub(crate) verdict: String,
+}
+
+/// The highest passing rate a `--find-max` search found.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct FindMax {
+    pub(crate) label: String,
+    pub(crate) n: usize,
+    pub(crate) p99_limit_ms: f64,
+    /// The best passing step, if any passed.
+    pub(crate) best: Option<Step>,
+    /// Lowest rate that failed, if one did.
+    pub(crate) lowest_failing_rate: Option<f64>,
+    pub(crate) steps: usize,
+    pub(crate) elapsed_s: f64,
+    /// Why the search stopped.
+    pub(crate) stopped: String,
+}
+
+/// Idle memory: server RSS before and after opening N subscribed connections.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Idle {
+    pub(crate) label: String,
+    pub(crate) n: usize,
+    pub(crate) subscribed: usize,
+    pub(crate) failed: usize,
+    pub(crate) first_error: Option<String>,
+    pub(crate) setup_s: f64,
+    pub(crate) settle_s: f64,
+    pub(crate) rss_before_kib: Option<u64>,
+    pub(crate) rss_after_kib: Option<u64>,
+    pub(crate) kib_per_connection: Option<f64>,
+    /// Server CPU while the connections sat idle, % of one core.
+    pub(crate) server_cpu_pct: Option<f64>,
+}
+
+impl Record {
+    /// Prints the human-readable line(s) then the JSON line.
+    pub(crate) fn print(&self) {
+        println!("{}", self.human());
+        match serde_json::to_string(self) {
+            Ok(json) => println!("{json}"),
+            Err(err) => eprintln!("loadgen: cannot encode the record: {err}"),
+        }
+    }
+
+    fn human(&self) -> String {
+        match self {
+            Self::FanoutStep(s) => human_step(s),
+            Self::FanoutMax(m) => match &m.best {
+                Some(best) => format!(
+                    "[{}] fanout N={} find-max: {:.0} deliveries/s at {} publications/s \
+                     (p99 {:.2} ms; lowest failing rate {}; {} steps in {:.0} s; stopped: {})",
+                    m.label,
+                    m.n,
+                    best.deliveries_per_s,
+                    rate(best.rate_asked),
+                    best.p99_ms,
+                    m.lowest_failing_rate.map_or("none".to_owned(), rate),
+                    m.steps,
+                    m.elapsed_s,
+                    m.stopped
+                ),
+                None => format!(
+                    "[{}] fanout N={} find-max: no rate passed ({} steps in {:.0} s; stopped: {})",
+                    m.label, m.n, m.steps, m.elapsed_s, m.stopped
+                ),
+            },
+            Self::Idle(i) => format!(
+                "[{}] idle N={}: {} subscribed, {} failed{} in {:.1} s; server RSS {} → {} = {} per \
+                 connection; server CPU while idle {}",
+                i.label,
+                i.n,
+                i.subscribed,
+                i.failed,
+                i.first_error
+                    .as_deref()
+                    .map_or(String::new(), |e| format!(" (first: {e})")),
+                i.setup_s,
+                opt_mib(i.rss_before_kib),
+                opt_mib(i.rss_after_kib),
+                i.kib_per_connection
+                    .map_or("n/a".to_owned(), |k| format!("{k:.1} KiB")),
+                opt_pct(i.server_cpu_pct)
+            ),
+        }
+    }
+}
+
+/// Waiting for a CPU more than this share of a window means the cores were not ours.
+const BUSY_WAIT_PCT: f64 = 10.0;
+
+fn human_step(s: &Step) -> String {
+    let mut line = format!(
+        "[{}] fanout N={} rate {}/s (sent {:.1}/s): {:.0} deliveries/s, latency ms p50 {:.2} \
+         p99 {:.2} p99.9 {:.2} max {:.2}; missing {} gaps {} disconnects {}; server CPU {} RSS {}; \
+         generator CPU {}; waiting for a CPU: server {} generator {}",
+        s.label,
+        s.subscribers,
+        rate(s.rate_asked),
+        s.rate_sent,
+        s.deliveries_per_s,
+        s.p50_ms,
+        s.p99_ms,
+        s.p999_ms,
+        s.max_ms,
+        s.missing,
+        s.gaps,
+        s.disconnects,
+        opt_pct(s.server_cpu_pct),
+        opt_mib(s.server_rss_kib),
+        opt_pct(s.gen_cpu_pct),
+        opt_pct(s.server_runq_wait_pct),
+        opt_pct(s.gen_runq_wait_pct),
+    );
+    let _ = write!(line, " → {}", if s.pass { "PASS" } else { "FAIL" });
+    let busy = [s.server_runq_wait_pct, s.gen_runq_wait_pct]
+        .into_iter()
+        .flatten()
+        .any(|w| w > BUSY_WAIT_PCT);
+    if busy {
+        line.push_str(" [machine busy: another process shared the cores]");
+    }
+    if !s.pass {
+        let _ = write!(line, " ({})", s.verdict);
+    }
+    line
+}
+
+/// A rate as people write it: whole numbers above 10, one decimal below.
+pub(crate) fn rate(r: f64) -> String {
+    if r >= 10.0 {
+        format!("{r:.0}")
+    } else {
+        format!("{r:.1}")
+    }
+}
+
+fn opt_pct(p: Option<f64>) -> String {
+    p.map_or("n/a".to_owned(), |p| format!("{p:.0}%"))
+}
+
+fn opt_mib(k: Option<u64>) -> String {
+    k.map_or("n/a".to_owned(), |k| {
+        format!("{:.1} MiB", k as f64 / 1024.0)
+    })
+}
+
+// === the comparison table ===
+
+/// One row of the table: a measure, its value per label.
+struct Row {
+    name: String,
+    values: BTreeMap<String, f64>,
+    decimals: usize,
+}
+
+/// Reads the JSON lines of `files` (other lines are skipped) and prints one table comparing
+/// the labels, with the ratio `switchboard / floor` when both are there.
+pub(crate) fn table(files: &[PathBuf]) -> anyhow::Result<()> {
+    let mut records = Vec::new();
+    for file in files {
+        let text =
+            std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+        records.extend(
+            text.lines()
+                .filter(|l| l.starts_with('{'))
+                .filter_map(|l| serde_json::from_str::<Record>(l).ok()),
+        );
+    }
+    let mut labels: Vec<String> = Vec::new();
+    let mut rows: Vec<Row> = Vec::new();
+    let mut put = |name: String, label: &str, value: Option<f64>, decimals: usize| {
+        if !labels.iter().any(|l| l == label) {
+            labels.push(label.to_owned());
+        }
+        let Some(value) = value else { return };
+        match rows.iter_mut().find(|r| r.name == name) {
+            Some(row) => {
+                row.values.insert(label.to_owned(), value);
+            }
+            None => rows.push(Row {
+                name,
+                values: BTreeMap::from([(label.to_owned(), value)]),
+                decimals,
+            }),
+        }
+    };
+    for record in &records {
+        match record {
+            Record::FanoutMax(m) => {
+                let b = m.best.as_ref();
+                let n = m.n;
+                put(
+                    format!(
+                        "fanout N={n}: max deliveries/s (p99<{}ms, no loss)",
+                        m.p99_limit_ms
+                    ),
+                    &m.label,
+                    Some(b.map_or(0.0, |b| b.deliveries_per_s)),
+                    0,
+                );
+                put(
+                    format!("fanout N={n}:   at publications/s"),
+                    &m.label,
+                    b.map(|b| b.rate_asked),
+                    1,
+                );
+                put(
+                    format!("fanout N={n}:   p50 latency ms"),
+                    &m.label,
+                    b.map(|b| b.p50_ms),
+                    2,
+                );
+                put(
+                    format!("fanout N={n}:   p99 latency ms"),
+                    &m.label,
+                    b.map(|b| b.p99_ms),
+                    2,
+                );
+                put(
+                    format!("fanout N={n}:   server CPU %"),
+                    &m.label,
+                    b.and_then(|b| b.server_cpu_pct),
+                    0,
+                );
+                put(
+                    format!("fanout N={n}:   server RSS MiB"),
+                    &m.label,
+                    b.and_then(|b| b.server_rss_kib).map(|k| k as f64 / 1024.0),
+                    1,
+                );
+                put(
+                    format!("fanout N={n}:   generator CPU %"),
+                    &m.label,
+                    b.and_then(|b| b.gen_cpu_pct),
+                    0,
+                );
+                put(
+                    format!("fanout N={n}:   lowest failing publications/s"),
+                    &m.label,
+                    m.lowest_failing_rate,
+                    1,
+                );
+            }
+            Record::FanoutStep(s) => {
+                let n = s.n;
+                let r = rate(s.rate_asked);
+                put(
+                    format!("fanout N={n} @{r}/s: deliveries/s"),
+                    &s.label,
+                    Some(s.deliveries_per_s),
+                    0,
+                );
+                put(
+                    format!("fanout N={n} @{r}/s:   p99 latency ms"),
+                    &s.label,
+                    Some(s.p99_ms),
+                    2,
+                );
+                put(
+                    format!("fanout N={n} @{r}/s:   missing"),
+                    &s.label,
+                    Some(s.missing as f64),
+                    0,
+                );
+                put(
+                    format!("fanout N={n} @{r}/s:   server CPU %"),
+                    &s.label,
+                    s.server_cpu_pct,
+                    0,
+                );
+                put(
+                    format!("fanout N={n} @{r}/s:   generator CPU %"),
+                    &s.label,
+                    s.gen_cpu_pct,
+                    0,
+                );
+            }
+            Record::Idle(i) => {
+                let n = i.n;
+                put(
+                    format!("idle N={n}: KiB per connection"),
+                    &i.label,
+                    i.kib_per_connection,
+                    1,
+                );
+                put(
+                    format!("idle N={n}:   server RSS MiB"),
+                    &i.label,
+                    i.rss_after_kib.map(|k| k as f64 / 1024.0),
+                    1,
+                );
+                put(
+                    format!("idle N={n}:   setup s"),
+                    &i.label,
+                    Some(i.setup_s),
+                    1,
+                );
+            }
+        }
+    }
+    // Steps of a find-max search are in the file too; the table shows only single-rate runs'.
+    let searched: Vec<&String> = records
+        .iter()
+        .filter_map(|r| match r {
+            Record::FanoutMax(m) => Some(&m.label),
+            _ => None,
+        })
+        .collect();
+    if !searched.is_empty() {
+        rows.retain(|r| !r.name.contains(" @"));
+    }
+    print!("{}", render(&labels, &rows));
+    Ok(())
+}
+
+fn render(labels: &[String], rows: &[Row]) -> String {
+    let ratio_of =
+        if labels.iter().any(|l| l == "switchboard") && labels.iter().any(|l| l == "floor") {
+            Some(("switchboard", "floor"))
+        } else {
+            None
+        };
+    let name_width = rows
+        .iter()
+        .map(|r| r.name.chars().count())
+        .max()
+        .unwrap_or(10)
+        .max(10);
+    let mut out = format!("{:<name_width$}", "measure");
+    for label in labels {
+        let _ = write!(out, " {label:>12}");
+    }
+    if ratio_of.is_some() {
+        let _ = write!(out, " {:>17}", "switchboard/floor");
+    }
+    out.push('\n');
+    for row in rows {
+        let _ = write!(out, "{:<name_width$}", row.name);
+        for label in labels {
+            match row.values.get(label) {
+                Some(v) => {
+                    let _ = write!(out, " {v:>12.prec$}", prec = row.decimals);
+                }
+                None => {
+                    let _ = write!(out, " {:>12}", "—");
+                }
+            }
+        }
+        if let Some((a, b)) = ratio_of {
+            match (row.values.get(a), row.values.get(b)) {
+                (Some(a), Some(b)) if *b != 0.0 => {
+                    let _ = write!(out, " {:>17}", format!("{:.2}×", a / b));
+                }
+                _ => {
+                    let _ = write!(out, " {:>17}", "—");
+                }
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
