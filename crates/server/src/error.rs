@@ -40,6 +40,11 @@ impl From<switchboard_core::HubError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        if self.code == ErrorCode::Internal {
+            tracing::error!(message = %self.message, "internal error");
+        } else {
+            tracing::debug!(code = self.code.as_str(), message = %self.message, "request refused");
+        }
         let body = switchboard_proto::error(
             switchboard_proto::Format::Json,
             None,

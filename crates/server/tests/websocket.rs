@@ -407,3 +407,43 @@ async fn the_echo_endpoint_is_off_by_default_and_echoes_when_on() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn malformed_messagepack_gets_an_error_reply_and_the_connection_stays() {
+    let s = TestServer::start().await;
+    let mut req = s.ws_url("/ws").into_client_request().unwrap();
+    req.headers_mut().insert(
+        "sec-websocket-protocol",
+        "switchboard.msgpack".parse().unwrap(),
+    );
+    let (mut ws, _) = tokio_tungstenite::connect_async(req).await.unwrap();
+    let next =
+        |b: &[u8]| serde_json::to_value(rmpv::decode::read_value(&mut &b[..]).unwrap()).unwrap();
+    // A truncated map, then a text frame on a msgpack connection, then a valid ping.
+    ws.send(Message::Binary(vec![0x83, 0xa2, b'i'].into()))
+        .await
+        .unwrap();
+    ws.send(Message::Text("{}".into())).await.unwrap();
+    let mut ping = Vec::new();
+    rmpv::encode::write_value(
+        &mut ping,
+        &rmpv::Value::Map(vec![("id".into(), 9.into()), ("cmd".into(), "ping".into())]),
+    )
+    .unwrap();
+    ws.send(Message::Binary(ping.into())).await.unwrap();
+    let mut replies = Vec::new();
+    while replies.len() < 3 {
+        let m = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        if let Message::Binary(b) = m {
+            replies.push(next(&b));
+        }
+    }
+    assert_eq!(replies[0]["error"]["code"], "bad_request");
+    assert_eq!(replies[1]["error"]["code"], "bad_request");
+    assert_eq!(replies[2]["id"], 9);
+    s.stop().await;
+}

@@ -37,6 +37,9 @@ const READ_BUDGET_BYTES: usize = 256 << 10;
 const MAX_IOVECS: usize = 64;
 /// How long a closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Bad commands logged per connection; later ones are only counted in metrics, so a flood of
+/// garbage cannot flood the log.
+const LOGGED_ERRORS_PER_CONNECTION: u32 = 5;
 
 /// What the handshake decided for this session.
 pub(super) struct Settings {
@@ -73,6 +76,7 @@ pub(super) struct Session {
     out: Vec<Bytes>,
     batch: Vec<Delivery>,
     last_seen: Instant,
+    errors_logged: u32,
     _gauge: ConnectionGauge,
     _permit: Option<ConnectionPermit>,
 }
@@ -119,6 +123,7 @@ impl Session {
             out: Vec::new(),
             batch: Vec::new(),
             last_seen: Instant::now(),
+            errors_logged: 0,
             _gauge: gauge,
             _permit: permit,
         }
@@ -284,16 +289,20 @@ impl Session {
         }
         match switchboard_proto::decode(self.enc.format, data) {
             Ok(req) => self.command(req),
-            Err(e) => {
-                tracing::debug!(peer = %self.peer, error = %e, "bad command");
-                self.reply_error(e.id, e.code, &e.message);
-            }
+            Err(e) => self.reply_error(e.id, e.code, &e.message),
         }
         Flow::Continue
     }
 
     fn reply_error(&mut self, id: Option<u64>, code: ErrorCode, message: &str) {
         self.app.metrics.error(TRANSPORT, code.as_str());
+        if self.errors_logged < LOGGED_ERRORS_PER_CONNECTION {
+            self.errors_logged += 1;
+            tracing::info!(peer = %self.peer, code = code.as_str(), message, "command refused");
+            if self.errors_logged == LOGGED_ERRORS_PER_CONNECTION {
+                tracing::info!(peer = %self.peer, "further refused commands on this connection are only counted");
+            }
+        }
         let bytes = switchboard_proto::error(self.enc.format, id, code, message);
         self.out.push(self.enc.frame(&bytes));
     }
