@@ -5,19 +5,22 @@
 # switchboard / floor. Loopback only; every step is bounded in time; everything it starts is
 # stopped on exit (trap). See bench/README.md.
 #
-#   bench/run.sh [fanout|idle|all] [--n 5000] [--quick] [--targets "switchboard floor"]
+#   bench/run.sh [fanout|idle|all] [--n 5000] [--quick] [--p99-ms 100] [--targets "switchboard floor"]
 #
-# Environment: SWITCHBOARD_ARGS adds arguments to `switchboard serve`; FLOOR_ARGS to `floor`.
+# Environment: SWITCHBOARD_ARGS adds arguments to `switchboard serve` (default `--log-level
+# warn`: the floor logs nothing either, and a log line per connection would be measured too);
+# FLOOR_ARGS adds arguments to `floor`.
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: bench/run.sh [fanout|idle|all] [--n N] [--quick] [--targets "switchboard floor"]
+usage: bench/run.sh [fanout|idle|all] [--n N] [--quick] [--p99-ms MS] [--targets "switchboard floor"]
   fanout   find the highest publication rate with p99 < 100 ms and no loss at N subscribers
   idle     server memory per idle subscribed connection at N connections
   all      both (default)
   --n N    subscriber connections (default 5000)
   --quick  shorter windows and search budget (about 3.5 min for `all` instead of 9)
+  --p99-ms MS  latency limit of a passing fanout step (default 100)
   --targets  servers to run, in order (default "switchboard floor"; a missing one is skipped)
 EOF
 }
@@ -26,6 +29,7 @@ command_line="bench/run.sh $*"
 scenario=all
 n=5000
 quick=0
+p99_ms=100
 targets="switchboard floor"
 while (($#)); do
     case $1 in
@@ -36,6 +40,11 @@ while (($#)); do
             shift
             ;;
         --quick) quick=1 ;;
+        --p99-ms)
+            [[ ${2:-} =~ ^[0-9]+([.][0-9]+)?$ ]] || { echo "--p99-ms needs a number" >&2; exit 2; }
+            p99_ms=$2
+            shift
+            ;;
         --targets)
             targets=${2:-}
             shift
@@ -90,24 +99,35 @@ results=$out_dir/results.jsonl
 
 # === scenario settings ===
 if ((quick)); then
-    fanout_args=(--find-max --warmup-s 1 --window-s 3 --drain-s 2 --max-time-s 90)
+    fanout_args=(--find-max --p99-limit-ms "$p99_ms" --warmup-s 1 --window-s 3 --drain-s 2 --max-time-s 90)
     idle_args=(--settle-s 1)
     fanout_limit=150
 else
-    fanout_args=(--find-max --warmup-s 2 --window-s 5 --drain-s 3 --max-time-s 240)
+    fanout_args=(--find-max --p99-limit-ms "$p99_ms" --warmup-s 2 --window-s 5 --drain-s 3 --max-time-s 240)
     idle_args=(--settle-s 3)
     fanout_limit=330
 fi
 idle_limit=120
 
-# === servers ===
+# === processes ===
+# Everything started in the background, so the trap can stop it: bash runs a trap only between
+# foreground commands, which is why the generator runs in the background too, under `wait`.
 pids=()
 cleanup() {
-    local pid
+    local pid i
     for pid in "${pids[@]}"; do
         kill -TERM "$pid" 2>/dev/null || true
     done
+    for ((i = 0; i < 50; i++)); do
+        local alive=0
+        for pid in "${pids[@]}"; do
+            kill -0 "$pid" 2>/dev/null && alive=1
+        done
+        ((alive)) || break
+        sleep 0.1
+    done
     for pid in "${pids[@]}"; do
+        kill -KILL "$pid" 2>/dev/null || true
         wait "$pid" 2>/dev/null || true
     done
 }
@@ -120,10 +140,10 @@ server_addr=
 # `listening on http://ADDR` line (20 s at most); sets server_pid and server_addr.
 start_server() {
     local name=$1 log=$2 cmd
+    # Word splitting of the *_ARGS variables is wanted: they hold several arguments.
+    # shellcheck disable=SC2206
     case $name in
-        # shellcheck disable=SC2206 # word splitting of the *_ARGS variables is wanted
-        switchboard) cmd=("$bin/switchboard" serve --listen 127.0.0.1:0 ${SWITCHBOARD_ARGS:-}) ;;
-        # shellcheck disable=SC2206
+        switchboard) cmd=("$bin/switchboard" serve --listen 127.0.0.1:0 ${SWITCHBOARD_ARGS---log-level warn}) ;;
         floor) cmd=("$bin/floor" --listen 127.0.0.1:0 --workers 1 ${FLOOR_ARGS:-}) ;;
     esac
     echo "== $name: taskset -c 0 ${cmd[*]}"
@@ -165,12 +185,25 @@ run_scenario() {
     for name in "${run_targets[@]}"; do
         echo
         echo "== $which / $name (load average: $(cut -d' ' -f1-3 /proc/loadavg))"
-        start_server "$name" "$out_dir/$name-$which.log" || continue
+        if ! start_server "$name" "$out_dir/$name-$which.log"; then
+            stop_server "$server_pid"
+            continue
+        fi
         local gen=(taskset -c 1 "$bin/loadgen" "$which" --url "ws://$server_addr/ws"
             --label "$name" --server-pid "$server_pid" --n "$n" "$@")
         echo "== generator: ${gen[*]}"
-        timeout --kill-after=10 "$limit" "${gen[@]}" | tee -a "$results" ||
+        local gen_out=$out_dir/$name-$which.out
+        timeout --kill-after=10 "$limit" "${gen[@]}" >"$gen_out" 2>&1 &
+        local gen_pid=$!
+        pids+=("$gen_pid")
+        tail -n +1 -f --pid="$gen_pid" "$gen_out" &
+        local tail_pid=$!
+        pids+=("$tail_pid")
+        if ! wait "$gen_pid"; then
             echo "!! the generator failed or timed out for $name ($which)" >&2
+        fi
+        wait "$tail_pid" 2>/dev/null || true
+        cat "$gen_out" >>"$results"
         stop_server "$server_pid"
     done
 }

@@ -6,8 +6,9 @@
 //! publications arrive. Only publications *sent* in the window count, so the numbers do not
 //! depend on when the step's edges fall. Server and generator CPU are sampled at the window's
 //! edges. The search doubles the rate until a step fails, then bisects between the best pass
-//! and the lowest failure; after a failure every subscriber is reconnected, so a backlog or a
-//! slow-consumer disconnect never leaks into the next step.
+//! and the lowest failure above it (see [`next_rate`] for where it goes while nothing passed);
+//! after a failure every subscriber is reconnected, so a backlog or a slow-consumer disconnect
+//! never leaks into the next step.
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering::Relaxed;
@@ -175,10 +176,10 @@ impl Bench {
         let started = Instant::now();
         let step_time = LEAD + step_config.warmup + step_config.window + step_config.drain;
         let mut fleet = self.open_fleet().await?;
-        let mut best: Option<Step> = None;
-        let mut lowest_failing: Option<f64> = None;
+        let mut best: Option<Box<Step>> = None;
+        let mut best_lossless: Option<Box<Step>> = None;
+        let mut tried: Vec<Outcome> = Vec::new();
         let mut rate = search.start_rate;
-        let mut steps = 0;
         let stopped = loop {
             // A reconnect after a failure costs about one fleet setup more.
             if started.elapsed() + step_time + fleet.setup > search.max_time {
@@ -188,32 +189,27 @@ impl Bench {
                 );
             }
             let step = self.step(rate, step_config).await?;
-            steps += 1;
             Record::FanoutStep(step.clone()).print();
-            let passed = step.pass;
-            let generator_bound = publisher_behind(&step);
-            if passed {
-                best = Some(step);
-            } else {
-                lowest_failing = Some(lowest_failing.map_or(rate, |f: f64| f.min(rate)));
+            tried.push(Outcome {
+                rate,
+                pass: step.pass,
+                saturated: saturated(&step, step_config),
+            });
+            let more =
+                |b: &Option<Box<Step>>| b.as_ref().is_none_or(|b| step.delivered > b.delivered);
+            if lossless(&step) && more(&best_lossless) {
+                best_lossless = Some(Box::new(step.clone()));
             }
-            if generator_bound {
+            let passed = step.pass;
+            if passed && best.as_ref().is_none_or(|b| rate > b.rate_asked) {
+                best = Some(Box::new(step.clone()));
+            }
+            if publisher_behind(&step) {
                 break format!("the publisher could not keep {}/s", report::rate(rate));
             }
-            let best_rate = best.as_ref().map(|b| b.rate_asked);
-            rate = match (best_rate, lowest_failing) {
-                (_, None) if rate * 2.0 > search.max_rate => {
-                    break format!("--max-rate {} reached", report::rate(search.max_rate));
-                }
-                (_, None) => rate * 2.0,
-                (None, Some(fail)) if fail / 2.0 < MIN_RATE => {
-                    break format!("fails even at {}/s", report::rate(fail));
-                }
-                (None, Some(fail)) => round_rate(fail / 2.0),
-                (Some(pass), Some(fail)) if fail / pass <= 1.0 + search.precision => {
-                    break format!("converged within {:.0} %", search.precision * 100.0);
-                }
-                (Some(pass), Some(fail)) => round_rate((pass + fail) / 2.0),
+            rate = match next_rate(&tried, search) {
+                Ok(next) => next,
+                Err(why) => break why,
             };
             let healthy = self.shared.alive.load(Relaxed) == fleet.subscribed;
             if passed && healthy {
@@ -232,12 +228,107 @@ impl Bench {
             n: self.fleet.n,
             p99_limit_ms: step_config.p99_limit_ms,
             best,
-            lowest_failing_rate: lowest_failing,
-            steps,
+            best_lossless,
+            lowest_failing_rate: bounds(&tried).1,
+            steps: tried.len(),
             elapsed_s: started.elapsed().as_secs_f64(),
             stopped,
         })
     }
+}
+
+/// What one step of a search taught it.
+#[derive(Debug, Clone, Copy)]
+struct Outcome {
+    rate: f64,
+    pass: bool,
+    /// Failed with loss or with a latency far over the limit: the server is past its capacity.
+    saturated: bool,
+}
+
+/// A failing step's p99 above this many times the limit means the server is past capacity.
+const SATURATED_P99_FACTOR: f64 = 3.0;
+
+fn saturated(step: &Step, config: &StepConfig) -> bool {
+    !lossless(step) || step.p99_ms > SATURATED_P99_FACTOR * config.p99_limit_ms
+}
+
+/// The highest passing rate, and the lowest failing rate above it (above nothing if none passed).
+fn bounds(tried: &[Outcome]) -> (Option<f64>, Option<f64>) {
+    let best = tried
+        .iter()
+        .filter(|o| o.pass)
+        .map(|o| o.rate)
+        .reduce(f64::max);
+    let fail = tried
+        .iter()
+        .filter(|o| !o.pass && best.is_none_or(|b| o.rate > b))
+        .map(|o| o.rate)
+        .reduce(f64::min);
+    (best, fail)
+}
+
+/// The next rate to try, or why the search is over.
+///
+/// Above a pass: keep doubling until the server is clearly past capacity (a saturated step, or
+/// two failures above the best pass), then bisect between the best pass and the lowest failure
+/// above it. One failure on latency alone does not end the doubling: near the limit p99 is
+/// noisy and barely depends on the rate (one pass over a large room takes most of it), and the
+/// search wants the highest rate that passes, not the first one that fails. With no pass yet,
+/// it depends on how the steps failed: saturation means too much load, so go below the lowest
+/// rate tried; a p99 just over the limit at low load can improve with load, because a busier
+/// server puts more frames in each write, so go higher.
+fn next_rate(tried: &[Outcome], search: &SearchConfig) -> Result<f64, String> {
+    let double = |r: f64| {
+        if r * 2.0 > search.max_rate {
+            Err(format!(
+                "--max-rate {} reached",
+                report::rate(search.max_rate)
+            ))
+        } else {
+            Ok(round_rate(r * 2.0))
+        }
+    };
+    let converged = || format!("converged within {:.0} %", search.precision * 100.0);
+    let highest = tried.iter().map(|o| o.rate).reduce(f64::max);
+    let highest = highest.unwrap_or(search.start_rate);
+    match bounds(tried) {
+        (Some(pass), Some(fail)) if past_capacity(tried, pass) => {
+            let mid = round_rate((pass + fail) / 2.0);
+            if fail / pass <= 1.0 + search.precision || mid <= pass || mid >= fail {
+                Err(converged())
+            } else {
+                Ok(mid)
+            }
+        }
+        (Some(_), _) => double(highest),
+        (None, _) => {
+            let lowest = tried
+                .iter()
+                .map(|o| o.rate)
+                .reduce(f64::min)
+                .unwrap_or(search.start_rate);
+            if tried.iter().any(|o| o.saturated) {
+                let lower = round_rate(lowest / 2.0);
+                if lower < MIN_RATE {
+                    Err(format!(
+                        "no rate passed, down to {}/s",
+                        report::rate(lowest)
+                    ))
+                } else {
+                    Ok(lower)
+                }
+            } else {
+                double(highest)
+            }
+        }
+    }
+}
+
+/// Whether the steps above the best pass show the server past its capacity.
+fn past_capacity(tried: &[Outcome], best_pass: f64) -> bool {
+    let above = || tried.iter().filter(|o| !o.pass && o.rate > best_pass);
+    above().any(|o| o.saturated) || above().count() >= 2
 }
 
 /// Sets `pass` and `verdict`: every problem is listed, none hidden behind another.
@@ -286,6 +377,11 @@ fn judge(step: &mut Step, published: &publisher::Report, config: &StepConfig) {
     };
 }
 
+/// Whether every publication of the window reached every subscriber, whatever the latency.
+fn lossless(step: &Step) -> bool {
+    step.missing == 0 && step.gaps == 0 && step.disconnects == 0 && step.publish_errors == 0
+}
+
 /// Whether the publisher sent clearly fewer publications than the window should hold.
 fn publisher_behind(step: &Step) -> bool {
     ((step.published + 1) as f64) < MIN_RATE_SHARE * step.rate_asked * step.window_s
@@ -297,5 +393,76 @@ fn round_rate(r: f64) -> f64 {
         r.round()
     } else {
         (r * 10.0).round() / 10.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEARCH: SearchConfig = SearchConfig {
+        start_rate: 10.0,
+        max_rate: 1000.0,
+        precision: 0.1,
+        max_time: Duration::from_secs(240),
+    };
+
+    /// Runs the search against a server described by `outcome(rate)`; returns the rates tried
+    /// and why it stopped.
+    fn search(outcome: impl Fn(f64) -> (bool, bool)) -> (Vec<f64>, String) {
+        let mut tried = Vec::new();
+        let mut rate = SEARCH.start_rate;
+        loop {
+            let (pass, saturated) = outcome(rate);
+            tried.push(Outcome {
+                rate,
+                pass,
+                saturated,
+            });
+            assert!(tried.len() < 30, "the search does not end: {tried:?}");
+            match next_rate(&tried, &SEARCH) {
+                Ok(next) => rate = next,
+                Err(why) => return (tried.iter().map(|o| o.rate).collect(), why),
+            }
+        }
+    }
+
+    #[test]
+    fn the_search_doubles_then_bisects_to_within_the_precision() {
+        let (rates, why) = search(|r| (r <= 57.0, r > 57.0));
+        assert_eq!(rates, [10.0, 20.0, 40.0, 80.0, 60.0, 50.0, 55.0]);
+        assert!(why.starts_with("converged"), "{why}");
+    }
+
+    #[test]
+    fn one_failure_on_latency_alone_does_not_stop_the_doubling() {
+        let (rates, why) = search(|r| (r != 20.0 && r <= 50.0, r > 50.0));
+        assert_eq!(rates, [10.0, 20.0, 40.0, 80.0, 60.0, 50.0, 55.0]);
+        assert!(why.starts_with("converged"), "{why}");
+    }
+
+    #[test]
+    fn a_server_saturated_at_the_start_rate_is_searched_below_it() {
+        let (rates, _) = search(|r| (r <= 3.0, r > 3.0));
+        assert_eq!(&rates[..4], [10.0, 5.0, 2.5, 3.8]);
+        let (rates, why) = search(|_| (false, true));
+        assert_eq!(rates, [10.0, 5.0, 2.5, 1.3]);
+        assert!(why.starts_with("no rate passed"), "{why}");
+    }
+
+    #[test]
+    fn a_slow_pass_at_low_load_makes_the_search_go_up_not_down() {
+        // Fails on latency alone below 20/s, passes up to 45/s, saturated above.
+        let (rates, why) = search(|r| ((20.0..=45.0).contains(&r), r > 45.0));
+        assert_eq!(&rates[..3], [10.0, 20.0, 40.0]);
+        assert!(rates.iter().all(|r| *r >= 10.0), "{rates:?}");
+        assert!(why.starts_with("converged"), "{why}");
+    }
+
+    #[test]
+    fn the_search_stops_at_the_max_rate() {
+        let (rates, why) = search(|_| (true, false));
+        assert_eq!(rates.last(), Some(&640.0));
+        assert!(why.contains("--max-rate"), "{why}");
     }
 }
