@@ -77,17 +77,8 @@ async fn authorize(
         })
         .inc();
     let resp = next.run(req).await;
-    if !resp.status().is_success() {
-        let code = match resp.status().as_u16() {
-            400 => "bad_request",
-            404 => "not_found",
-            409 => "conflict",
-            413 => "too_large",
-            429 => "limit_exceeded",
-            503 => "unavailable",
-            _ => "internal",
-        };
-        app.metrics.error(TRANSPORT, code);
+    if let Some(code) = resp.extensions().get::<ErrorCode>() {
+        app.metrics.error(TRANSPORT, code.as_str());
     }
     resp
 }

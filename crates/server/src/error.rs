@@ -53,6 +53,9 @@ impl IntoResponse for ApiError {
         );
         let status =
             StatusCode::from_u16(self.code.http_status()).unwrap_or(StatusCode::BAD_REQUEST);
-        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+        let mut resp = (status, [(header::CONTENT_TYPE, "application/json")], body).into_response();
+        // Lets middleware count the exact code (see `api::authorize`).
+        resp.extensions_mut().insert(self.code);
+        resp
     }
 }

@@ -219,3 +219,28 @@ async fn the_web_app_and_js_client_are_served() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn api_errors_are_counted_by_their_documented_code() {
+    let s = TestServer::start().await;
+    s.post_json("/api/publish", r#"{"channel":"bad name","data":1}"#)
+        .await;
+    s.post_json("/api/publish", r#"{"channel":"a"}"#).await;
+    let m = s.metrics().await;
+    assert_eq!(
+        metric(
+            &m,
+            "switchboard_errors_total{transport=\"api\",code=\"invalid_channel\"}"
+        ),
+        1.0,
+        "{m}"
+    );
+    assert_eq!(
+        metric(
+            &m,
+            "switchboard_errors_total{transport=\"api\",code=\"invalid_data\"}"
+        ),
+        1.0
+    );
+    s.stop().await;
+}

@@ -119,7 +119,7 @@ fn open(app: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Result<Respon
     }
 
     let state = StreamState {
-        gauge: ConnectionGauge::new(&app.metrics, TRANSPORT),
+        _gauge: ConnectionGauge::new(&app.metrics, TRANSPORT),
         app: app.clone(),
         channels: q.channels,
         positions: final_positions,
@@ -155,7 +155,8 @@ struct StreamState {
     shutdown: CancellationToken,
     done: bool,
     batch: Vec<Delivery>,
-    gauge: ConnectionGauge,
+    /// Counts the stream as an open SSE connection until it ends.
+    _gauge: ConnectionGauge,
 }
 
 fn write_event(buf: &mut Vec<u8>, positions: &[StreamPosition], d: &Delivery) {
@@ -168,7 +169,6 @@ fn write_event(buf: &mut Vec<u8>, positions: &[StreamPosition], d: &Delivery) {
 }
 
 async fn next_chunk(mut s: StreamState) -> Option<(Result<Bytes, Infallible>, StreamState)> {
-    let _ = &s.gauge;
     if let Some(head) = s.head.take() {
         count_out(&s.app, 1, head.len());
         return Some((Ok(head), s));
