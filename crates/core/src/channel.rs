@@ -41,7 +41,7 @@ impl Channel {
         Self {
             name,
             state: Mutex::new(ChannelState {
-                epoch: Epoch::random(),
+                epoch: Epoch::generate(),
                 offset: 0,
                 history: History::default(),
                 subscribers: Vec::new(),

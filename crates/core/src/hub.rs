@@ -195,6 +195,7 @@ impl Hub {
             data,
             info,
             published_at: now,
+            time_ms: crate::store::unix_ms(),
         }));
         let config = &self.inner.config;
         if config.history_size > 0 {

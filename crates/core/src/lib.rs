@@ -34,6 +34,7 @@ mod names;
 mod outbox;
 mod publication;
 mod random;
+pub mod store;
 
 pub use client::{Client, SubscribeOptions};
 pub use config::HubConfig;
@@ -48,6 +49,7 @@ pub use publication::{
     ClientInfo, Epoch, FRAME_SLOTS, FrameSlot, InvalidJson, Payload, Prepared, PresenceEvent,
     Publication, RawJson, StreamPosition, UserMessage,
 };
+pub use store::{MemoryStore, Store, StoreError};
 
 #[cfg(test)]
 mod tests;

@@ -143,6 +143,11 @@ impl ClientId {
         Self(Arc::from(crate::random::token(16)))
     }
 
+    /// An id read back from a store (shown as it was, never used to find a connection).
+    pub fn restore(id: &str) -> Self {
+        Self(Arc::from(id))
+    }
+
     /// The id as a string slice.
     pub fn as_str(&self) -> &str {
         &self.0

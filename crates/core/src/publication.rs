@@ -77,7 +77,8 @@ impl fmt::Debug for Payload {
 pub struct Epoch(Arc<str>);
 
 impl Epoch {
-    pub(crate) fn random() -> Self {
+    /// A new random epoch.
+    pub fn generate() -> Self {
         Self(Arc::from(crate::random::token(8)))
     }
 
@@ -177,8 +178,10 @@ pub struct Publication {
     pub data: Payload,
     /// Who published it, when published by a client connection.
     pub info: Option<Arc<ClientInfo>>,
-    /// When the hub accepted it (for delivery-latency metrics and history TTL).
+    /// When the hub accepted it (for delivery-latency metrics and the history cache's TTL).
     pub published_at: Instant,
+    /// When the hub accepted it, in unix milliseconds (kept by stores).
+    pub time_ms: u64,
 }
 
 /// A presence change pushed to subscribers that asked for join/leave events.
