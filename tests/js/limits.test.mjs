@@ -12,7 +12,7 @@ let server;
 before(async () => {
   server = await startServer({
     env: {
-      SWITCHBOARD_HUB__HISTORY_SIZE: '5',
+      SWITCHBOARD_CHANNELS__HISTORY_SIZE: '5',
       SWITCHBOARD_HUB__MAX_SUBSCRIPTIONS_PER_CLIENT: '2',
       SWITCHBOARD_WEBSOCKET__MAX_MESSAGE_BYTES: '4096',
     },

@@ -77,6 +77,12 @@ export const ErrorCode = Object.freeze({
   not_found: 'not_found',
   /** 503: the server is shutting down. */
   unavailable: 'unavailable',
+  /** 503: the server's store could not take or give the data (database down, disk full); retry. */
+  store_unavailable: 'store_unavailable',
+  /** 403: the channel's options turn this off (presence, join/leave events). */
+  not_available: 'not_available',
+  /** 403: the channel's options do not let clients do this (publish, read history). */
+  permission_denied: 'permission_denied',
   /** 500: a server bug. */
   internal: 'internal',
 });

@@ -95,6 +95,8 @@ export class Subscription extends Emitter {
      * @type {import('./publication.js').Publication[]}
      */
     this._early = [];
+    /** @internal Failed subscribes while the server's store was down, for backoff. */
+    this._storeRetries = 0;
     /** @type {string | null} the last `unrecovered` position emitted, to emit it once */
     this._lastUnrecovered = null;
   }

@@ -436,6 +436,7 @@ export class Switchboard extends Emitter {
     if (this._subs.get(sub.channel) !== sub || sub.state !== 'subscribing') return;
     const fresh = sub.position === null;
     sub.state = 'subscribed';
+    sub._storeRetries = 0;
     if (fresh) sub.position = position;
     sub._dispatch('subscribed', {
       channel: sub.channel,
@@ -458,6 +459,16 @@ export class Switchboard extends Emitter {
    */
   _subscribeFailed(sub, error) {
     if (this._subs.get(sub.channel) !== sub) return;
+    if (error.code === 'store_unavailable') {
+      // The server's store is down for a moment: try again on this connection, backing off.
+      sub._dispatch('error', { channel: sub.channel, error });
+      const attempt = ++sub._storeRetries;
+      const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
+      setTimeout(() => {
+        if (this._subs.get(sub.channel) === sub && sub.state === 'subscribing') this._transport?.subscribe(sub);
+      }, delay);
+      return;
+    }
     if (error.code === 'unavailable' || error.code === 'internal') {
       // The server is going away or hit a bug: keep the subscription for the next connection.
       sub._dispatch('error', { channel: sub.channel, error });

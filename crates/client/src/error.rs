@@ -102,6 +102,13 @@ pub enum ErrorCode {
     NotFound,
     /// `unavailable`: the server is shutting down.
     Unavailable,
+    /// `store_unavailable`: the server's store could not take the publication (database down,
+    /// disk full); nothing was published. Retry later.
+    StoreUnavailable,
+    /// `not_available`: the channel's options turn this off (presence, join/leave events).
+    NotAvailable,
+    /// `permission_denied`: the channel's options do not let clients do this.
+    PermissionDenied,
     /// `internal`: a server bug.
     Internal,
     /// A code this client does not know.
@@ -123,6 +130,9 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::NotAvailable => "not_available",
+            Self::PermissionDenied => "permission_denied",
             Self::Internal => "internal",
             Self::Other(code) => code,
         }
@@ -142,6 +152,9 @@ impl ErrorCode {
             "unauthorized" => Self::Unauthorized,
             "not_found" => Self::NotFound,
             "unavailable" => Self::Unavailable,
+            "store_unavailable" => Self::StoreUnavailable,
+            "not_available" => Self::NotAvailable,
+            "permission_denied" => Self::PermissionDenied,
             "internal" => Self::Internal,
             other => Self::Other(other.to_owned()),
         }

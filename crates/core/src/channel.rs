@@ -1,27 +1,63 @@
-//! One channel's live state: its stream position, history and subscribers. Only the hub
-//! touches it, always under the channel's own lock, which is what makes "recover, then go
-//! live" atomic and keeps every subscriber's view in offset order.
+//! One channel's live state: its stream position, history cache, subscribers and the
+//! publications waiting for the store. Only the hub touches it, always under the channel's
+//! own lock, which is what makes "recover, then go live" atomic and keeps every subscriber's
+//! view in offset order.
 
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::{
+    collections::VecDeque,
+    sync::{Arc, Mutex, MutexGuard},
+};
 
-use tokio::time::Instant;
+use tokio::{sync::oneshot, time::Instant};
 
 use crate::{
-    history::History,
+    error::HubError,
+    history::{History, SharedPublication},
     names::{ChannelName, ClientId},
+    options::ChannelOptions,
     outbox::{Delivery, Outbox},
     publication::{ClientInfo, Epoch, Prepared, PresenceEvent, StreamPosition},
 };
 
 pub(crate) struct Channel {
     pub(crate) name: ChannelName,
+    pub(crate) options: Arc<ChannelOptions>,
+    /// Serialises loading the stream from the store (first use, and after a failed commit).
+    pub(crate) load_lock: tokio::sync::Mutex<()>,
     state: Mutex<ChannelState>,
+}
+
+/// Who waits for a publication's commit (sync durability only).
+pub(crate) type Reply = oneshot::Sender<Result<StreamPosition, HubError>>;
+
+/// A publication on its way to the store.
+pub(crate) struct Unwritten {
+    pub(crate) publication: SharedPublication,
+    pub(crate) reply: Option<Reply>,
 }
 
 pub(crate) struct ChannelState {
     pub(crate) epoch: Epoch,
+    /// Offset of the last publication delivered to subscribers: the stream's position as
+    /// readers see it.
     pub(crate) offset: u64,
+    /// Offset of the last publication accepted. Above `offset` only while sync
+    /// publications wait for their commit.
+    pub(crate) assigned: u64,
+    /// The most recent publications (a cache of the store, or the whole history when the
+    /// channel is not stored).
     pub(crate) history: History,
+    /// Publications not yet handed to the store writer, in offset order.
+    pub(crate) unwritten: VecDeque<Unwritten>,
+    /// Publications handed to the store writer and not yet committed.
+    pub(crate) writing: usize,
+    /// Whether the channel is in the writer's queue.
+    pub(crate) queued: bool,
+    /// Whether `epoch`/`offset` reflect the store. False before the first load and after a
+    /// failed commit (whose outcome is unknown until the store is asked again).
+    pub(crate) loaded: bool,
+    /// Whether it was ever loaded (a reload may have to deliver commits it missed).
+    pub(crate) ever_loaded: bool,
     pub(crate) subscribers: Vec<Subscriber>,
     join_leave_listeners: usize,
     pub(crate) last_active: Instant,
@@ -37,13 +73,23 @@ pub(crate) struct Subscriber {
 }
 
 impl Channel {
-    pub(crate) fn new(name: ChannelName) -> Self {
+    pub(crate) fn new(name: ChannelName, options: Arc<ChannelOptions>) -> Self {
+        // A channel that is not stored needs no load: its stream starts here.
+        let loaded = !options.stored();
         Self {
             name,
+            options,
+            load_lock: tokio::sync::Mutex::new(()),
             state: Mutex::new(ChannelState {
                 epoch: Epoch::generate(),
                 offset: 0,
+                assigned: 0,
                 history: History::default(),
+                unwritten: VecDeque::new(),
+                writing: 0,
+                queued: false,
+                loaded,
+                ever_loaded: loaded,
                 subscribers: Vec::new(),
                 join_leave_listeners: 0,
                 last_active: Instant::now(),
@@ -69,6 +115,18 @@ impl ChannelState {
 
     pub(crate) fn is_subscribed(&self, client: &ClientId) -> bool {
         self.subscribers.iter().any(|s| &s.info.client == client)
+    }
+
+    /// Whether the sweeper may drop the channel: nothing pending, nobody listening.
+    pub(crate) fn is_quiet(&self) -> bool {
+        self.subscribers.is_empty() && self.unwritten.is_empty() && self.writing == 0
+    }
+
+    /// Queues `publication` to every subscriber.
+    pub(crate) fn deliver(&self, publication: &SharedPublication) {
+        for s in &self.subscribers {
+            s.outbox.push(Delivery::Publication(publication.clone()));
+        }
     }
 
     pub(crate) fn add(

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 
 use crate::{
     error::HubError,
-    hub::{Hub, Recovery, lock, recover},
+    history::PageFrom,
+    hub::{Committed, HistoryPage, Hub, Recovery, lock},
     names::{ChannelName, ClientId, UserId},
     outbox::Outbox,
     publication::{ClientInfo, Payload, StreamPosition},
@@ -67,34 +68,51 @@ impl Client {
     /// that position (`recovered: Some(true)`), or `recovered: Some(false)` when they are no
     /// longer available. Every publication after the returned position is queued to this
     /// client's outbox, in order, with nothing between the recovered ones and the live ones.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         channel: &ChannelName,
         options: SubscribeOptions,
     ) -> Result<Recovery, HubError> {
-        let mut subs = lock(&self.subscriptions);
-        if subs.contains(channel) {
-            return Err(HubError::AlreadySubscribed);
+        if options.join_leave && !self.hub.channel_options(channel).join_leave {
+            return Err(HubError::NotAvailable(
+                "join/leave events are off for this channel",
+            ));
         }
-        let max = self.hub.config().max_subscriptions_per_client;
-        if subs.len() >= max {
-            return Err(HubError::TooManySubscriptions(max));
+        {
+            // Reserve the slot first: the subscription itself may wait for the store.
+            let mut subs = lock(&self.subscriptions);
+            if subs.contains(channel) {
+                return Err(HubError::AlreadySubscribed);
+            }
+            let max = self.hub.config().max_subscriptions_per_client;
+            if subs.len() >= max {
+                return Err(HubError::TooManySubscriptions(max));
+            }
+            subs.push(channel.clone());
         }
         let limit = self.hub.config().max_recovered;
-        let recovery = self.hub.with_channel(channel, |ch, state| {
-            state.last_active = tokio::time::Instant::now();
-            debug_assert!(!state.is_subscribed(&self.info.client));
-            let recovery = recover(state, options.since.as_ref(), limit, true);
-            state.add(
-                &ch.name,
-                self.info.clone(),
-                self.outbox.clone(),
-                options.join_leave,
-            );
-            recovery
-        })?;
-        subs.push(channel.clone());
-        Ok(recovery)
+        let result = self
+            .hub
+            .recover_then(
+                channel,
+                options.since.as_ref(),
+                limit,
+                true,
+                |ch, state, _| {
+                    debug_assert!(!state.is_subscribed(&self.info.client));
+                    state.add(
+                        &ch.name,
+                        self.info.clone(),
+                        self.outbox.clone(),
+                        options.join_leave,
+                    );
+                },
+            )
+            .await;
+        if result.is_err() {
+            lock(&self.subscriptions).retain(|c| c != channel);
+        }
+        result
     }
 
     /// Unsubscribes from `channel`.
@@ -113,13 +131,45 @@ impl Client {
         lock(&self.subscriptions).clone()
     }
 
-    /// Publishes to `channel` with this client's info attached.
-    pub fn publish(
+    /// Publishes to `channel` with this client's info attached, when the channel lets
+    /// clients publish. Resolves once the channel's durability is met.
+    pub async fn publish(
         &self,
         channel: &ChannelName,
         data: Payload,
     ) -> Result<StreamPosition, HubError> {
-        self.hub.publish(channel, data, Some(self.info.clone()))
+        self.submit(channel, data).await?.await
+    }
+
+    /// Accepts a publication as this client (see [`Hub::submit`]).
+    pub async fn submit(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+    ) -> Result<Committed, HubError> {
+        if !self.hub.channel_options(channel).client_publish {
+            return Err(HubError::PermissionDenied(
+                "clients may not publish to this channel",
+            ));
+        }
+        self.hub
+            .submit(channel, data, Some(self.info.clone()))
+            .await
+    }
+
+    /// A page of `channel`'s history, when the channel lets clients read it.
+    pub async fn history(
+        &self,
+        channel: &ChannelName,
+        from: Option<PageFrom>,
+        limit: usize,
+    ) -> Result<HistoryPage, HubError> {
+        if !self.hub.channel_options(channel).client_history {
+            return Err(HubError::PermissionDenied(
+                "clients may not read this channel's history",
+            ));
+        }
+        self.hub.history(channel, from, limit).await
     }
 }
 

@@ -21,6 +21,15 @@ pub enum HubError {
     /// The hub is shutting down.
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The store could not take or give the data; nothing was published. Retry later.
+    #[error("{0}")]
+    StoreUnavailable(String),
+    /// The channel's options turn this feature off (presence, join/leave events).
+    #[error("{0}")]
+    NotAvailable(&'static str),
+    /// The channel's options do not let clients do this (publish, read history).
+    #[error("{0}")]
+    PermissionDenied(&'static str),
 }
 
 impl HubError {
@@ -31,6 +40,9 @@ impl HubError {
             Self::AlreadySubscribed => "already_subscribed",
             Self::NotSubscribed => "not_subscribed",
             Self::ShuttingDown => "unavailable",
+            Self::StoreUnavailable(_) => "store_unavailable",
+            Self::NotAvailable(_) => "not_available",
+            Self::PermissionDenied(_) => "permission_denied",
         }
     }
 }

@@ -72,7 +72,13 @@ impl History {
         self.items.is_empty()
     }
 
-    fn first_offset(&self) -> Option<u64> {
+    /// Drops everything; returns the bytes freed.
+    pub(crate) fn clear(&mut self) -> usize {
+        self.items.clear();
+        std::mem::take(&mut self.bytes)
+    }
+
+    pub(crate) fn first_offset(&self) -> Option<u64> {
         self.items.front().map(|p| p.offset)
     }
 

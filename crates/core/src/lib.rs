@@ -1,8 +1,11 @@
 //! switchboard's core: the hub.
 //!
-//! Channels are created on first use and dropped when idle; each holds a stream of
-//! [`Publication`]s numbered by a gapless `offset` within an `epoch`, a bounded history for
-//! recovery, and its subscribers (who are its presence). Connections register with
+//! Channels are created on first use and dropped from memory when idle; each holds a stream
+//! of [`Publication`]s numbered by a gapless `offset` within an `epoch`, kept in a [`Store`]
+//! (with a bounded cache in memory) for history and recovery, and its subscribers (who are
+//! its presence). [`Namespaces`] give each channel its [`ChannelOptions`]: history size and
+//! age, persistence, [`Durability`], presence, join/leave events, client publishing and
+//! history reads. Connections register with
 //! [`Hub::connect`] and receive [`Delivery`] values through their bounded [`Outbox`]; a
 //! connection that falls behind is closed as a slow consumer and recovers on reconnect.
 //!
@@ -11,17 +14,21 @@
 //! per wire format through [`Prepared::frame`].
 //!
 //! ```
-//! use switchboard_core::{ChannelName, Hub, HubConfig, Payload, SubscribeOptions};
+//! use switchboard_core::{ChannelName, Hub, Payload, SubscribeOptions};
 //!
-//! let hub = Hub::new(HubConfig::default());
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! let hub = Hub::in_memory();
 //! let news = ChannelName::parse("news").unwrap();
 //! let client = hub.connect(None, None).unwrap();
-//! client.subscribe(&news, SubscribeOptions::default()).unwrap();
-//! let position = hub.publish(&news, Payload::json(&b"{\"title\":\"hi\"}"[..]).unwrap(), None).unwrap();
+//! client.subscribe(&news, SubscribeOptions::default()).await.unwrap();
+//! let data = Payload::json(&b"{\"title\":\"hi\"}"[..]).unwrap();
+//! let position = hub.publish(&news, data, None).await.unwrap();
 //! assert_eq!(position.offset, 1);
 //! let mut queued = Vec::new();
 //! client.outbox().drain(&mut queued);
 //! assert_eq!(queued.len(), 1);
+//! # }
 //! ```
 
 mod channel;
@@ -31,25 +38,30 @@ mod error;
 mod history;
 mod hub;
 mod names;
+mod options;
 mod outbox;
 mod publication;
 mod random;
 pub mod store;
+mod writer;
 
 pub use client::{Client, SubscribeOptions};
 pub use config::HubConfig;
 pub use error::HubError;
 pub use history::{PageFrom, SharedPublication};
-pub use hub::{ChannelSummary, HistoryPage, Hub, HubStats, PresenceCount, Recovery};
+pub use hub::{ChannelSummary, Committed, HistoryPage, Hub, HubStats, PresenceCount, Recovery};
 pub use names::{
     ChannelName, ClientId, MAX_CHANNEL_NAME_BYTES, MAX_USER_ID_BYTES, NameError, UserId,
 };
+pub use options::{ChannelOptions, Durability, NamespaceError, NamespaceOptions, Namespaces};
 pub use outbox::{Delivery, Disconnect, Outbox, OutboxLimits, Pushed};
 pub use publication::{
     ClientInfo, Epoch, FRAME_SLOTS, FrameSlot, InvalidJson, Payload, Prepared, PresenceEvent,
     Publication, RawJson, StreamPosition, UserMessage,
 };
-pub use store::{MemoryStore, Store, StoreError};
+pub use store::{MemoryStore, Store, StoreError, StoreStats, StreamStats};
 
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

@@ -280,6 +280,13 @@ impl MemoryStore {
         Self::default()
     }
 
+    /// Accepts calls again after [`Store::close`], with the data kept: what starting again on
+    /// the same file does for a durable store. For tests.
+    pub fn reopen(&self) {
+        self.closed
+            .store(false, std::sync::atomic::Ordering::Release);
+    }
+
     /// A shareable empty store.
     pub fn shared() -> Arc<dyn Store> {
         Arc::new(Self::new())

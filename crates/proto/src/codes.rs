@@ -26,13 +26,20 @@ pub enum ErrorCode {
     NotFound,
     /// The server is shutting down.
     Unavailable,
+    /// The store could not take or give the data (database down, disk full); nothing was
+    /// published. Retry later.
+    StoreUnavailable,
+    /// The channel's options turn this feature off (presence, join/leave events).
+    NotAvailable,
+    /// The channel's options do not let clients do this (publish, read history).
+    PermissionDenied,
     /// A bug; reported in the server log.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for metrics pre-registration and docs tests.
-    pub const ALL: [ErrorCode; 12] = [
+    pub const ALL: [ErrorCode; 15] = [
         Self::BadRequest,
         Self::UnknownCommand,
         Self::InvalidChannel,
@@ -44,6 +51,9 @@ impl ErrorCode {
         Self::Unauthorized,
         Self::NotFound,
         Self::Unavailable,
+        Self::StoreUnavailable,
+        Self::NotAvailable,
+        Self::PermissionDenied,
         Self::Internal,
     ];
 
@@ -61,6 +71,9 @@ impl ErrorCode {
             Self::Unauthorized => "unauthorized",
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
+            Self::StoreUnavailable => "store_unavailable",
+            Self::NotAvailable => "not_available",
+            Self::PermissionDenied => "permission_denied",
             Self::Internal => "internal",
         }
     }
@@ -72,12 +85,13 @@ impl ErrorCode {
                 400
             }
             Self::Unauthorized => 401,
+            Self::NotAvailable | Self::PermissionDenied => 403,
             Self::NotFound => 404,
             Self::AlreadySubscribed | Self::NotSubscribed => 409,
             Self::TooLarge => 413,
             Self::LimitExceeded => 429,
             Self::Internal => 500,
-            Self::Unavailable => 503,
+            Self::Unavailable | Self::StoreUnavailable => 503,
         }
     }
 
@@ -89,6 +103,9 @@ impl ErrorCode {
             H::AlreadySubscribed => Self::AlreadySubscribed,
             H::NotSubscribed => Self::NotSubscribed,
             H::ShuttingDown => Self::Unavailable,
+            H::StoreUnavailable(_) => Self::StoreUnavailable,
+            H::NotAvailable(_) => Self::NotAvailable,
+            H::PermissionDenied(_) => Self::PermissionDenied,
         }
     }
 }

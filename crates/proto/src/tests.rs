@@ -6,9 +6,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 use proptest::prelude::*;
 use serde_json::{Value, json};
-use switchboard_core::{
-    ChannelName, Hub, HubConfig, Payload, PresenceCount, StreamPosition, SubscribeOptions,
-};
+use switchboard_core::{ChannelName, Payload, PresenceCount, StreamPosition};
 
 use crate::*;
 
@@ -120,17 +118,21 @@ fn msgpack_commands_decode_with_binary_and_json_data() {
 }
 
 fn published(data: Payload) -> switchboard_core::SharedPublication {
-    let hub = Hub::new(HubConfig::default());
-    let ch = ChannelName::parse("c").unwrap();
-    let client = hub.connect(None, None).unwrap();
-    client.subscribe(&ch, SubscribeOptions::default()).unwrap();
-    client.publish(&ch, data).unwrap();
-    let mut out = Vec::new();
-    client.outbox().drain(&mut out);
-    match out.remove(0) {
-        switchboard_core::Delivery::Publication(p) => p,
-        _ => panic!(),
-    }
+    Arc::new(switchboard_core::Prepared::new(
+        switchboard_core::Publication {
+            channel: ChannelName::parse("c").unwrap(),
+            offset: 1,
+            epoch: switchboard_core::Epoch::generate(),
+            data,
+            info: Some(Arc::new(switchboard_core::ClientInfo {
+                client: switchboard_core::ClientId::restore("pub1"),
+                user: None,
+                conn_info: None,
+            })),
+            published_at: std::time::Instant::now().into(),
+            time_ms: 1,
+        },
+    ))
 }
 
 #[test]
@@ -200,11 +202,7 @@ fn replies_and_errors_are_valid_json() {
         json!({"push":"disconnect","code":4001,"reason":"slow","reconnect":true})
     );
     let clients = vec![Arc::new(switchboard_core::ClientInfo {
-        client: Hub::new(HubConfig::default())
-            .connect(None, None)
-            .unwrap()
-            .id()
-            .clone(),
+        client: switchboard_core::ClientId::restore("c1"),
         user: Some(switchboard_core::UserId::parse("u\"1").unwrap()),
         conn_info: None,
     })];

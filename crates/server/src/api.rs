@@ -167,7 +167,7 @@ async fn publish(State(app): State<AppState>, body: Bytes) -> Result<Response, A
     let body: PublishBody = parse_body(&body, MAX_API_BODY_BYTES)?;
     let channel = channel(&body.channel)?;
     let data = payload(body.data, body.b64)?;
-    let pos = app.hub.publish(&channel, data, None)?;
+    let pos = app.hub.publish(&channel, data, None).await?;
     app.metrics
         .publications
         .get_or_create(&TransportLabel {
@@ -198,9 +198,19 @@ async fn broadcast(State(app): State<AppState>, body: Bytes) -> Result<Response,
         .map(|c| channel(c))
         .collect::<Result<Vec<_>, _>>()?;
     let data = payload(body.data, body.b64)?;
-    let results: Vec<serde_json::Value> = channels
-        .iter()
-        .map(|ch| match app.hub.publish(ch, data.clone(), None) {
+    // Accept every channel's publication first (each keeps its order), then wait for the
+    // commits together: they share the store's group commits.
+    let mut accepted = Vec::with_capacity(channels.len());
+    for ch in &channels {
+        accepted.push(app.hub.submit(ch, data.clone(), None).await);
+    }
+    let mut results = Vec::with_capacity(channels.len());
+    for (ch, submitted) in channels.iter().zip(accepted) {
+        let outcome = match submitted {
+            Ok(committed) => committed.await,
+            Err(e) => Err(e),
+        };
+        results.push(match outcome {
             Ok(pos) => {
                 app.metrics
                     .publications
@@ -209,8 +219,8 @@ async fn broadcast(State(app): State<AppState>, body: Bytes) -> Result<Response,
                 json!({"channel": ch, "offset": pos.offset, "epoch": pos.epoch})
             }
             Err(e) => json!({"channel": ch, "error": {"code": ErrorCode::from_hub(&e).as_str(), "message": e.to_string()}}),
-        })
-        .collect();
+        });
+    }
     Ok(json(&json!({ "results": results })))
 }
 
@@ -240,7 +250,7 @@ async fn history(
         (None, Some(_)) => Some(PageFrom::Before(q.number("before", 0, 0..=u64::MAX)?)),
         (None, None) => None,
     };
-    let page = app.hub.history(&channel, from, limit)?;
+    let page = app.hub.history(&channel, from, limit).await?;
     Ok(json_bytes(switchboard_proto::result_json(
         &switchboard_proto::Reply::History(&page),
     )))
@@ -252,7 +262,7 @@ async fn presence(
 ) -> Result<Response, ApiError> {
     let q = crate::transport::query::Query::parse(raw.as_deref(), 1)?;
     let channel = query_channel(&q)?;
-    let clients = app.hub.presence(&channel);
+    let clients = app.hub.presence(&channel)?;
     Ok(json(&json!({ "clients": clients })))
 }
 
@@ -263,12 +273,30 @@ async fn presence_count(
     let q = crate::transport::query::Query::parse(raw.as_deref(), 1)?;
     let channel = query_channel(&q)?;
     Ok(json(
-        &serde_json::to_value(app.hub.presence_count(&channel)).unwrap_or_default(),
+        &serde_json::to_value(app.hub.presence_count(&channel)?).unwrap_or_default(),
     ))
 }
 
-async fn channels(State(app): State<AppState>) -> Response {
-    json(&json!({ "channels": app.hub.channels() }))
+/// Channels in memory, each with its stored stream's size when it has one.
+async fn channels(State(app): State<AppState>) -> Result<Response, ApiError> {
+    let live = app.hub.channels();
+    let names = live
+        .iter()
+        .filter(|c| c.stored)
+        .map(|c| c.channel.clone())
+        .collect();
+    let stored = app.hub.stream_stats(names).await?;
+    let channels: Vec<serde_json::Value> = live
+        .iter()
+        .map(|c| {
+            let mut v = serde_json::to_value(c).unwrap_or_default();
+            if let Some(s) = stored.iter().find(|s| s.channel == c.channel) {
+                v["store"] = json!({"publications": s.publications, "bytes": s.bytes});
+            }
+            v
+        })
+        .collect();
+    Ok(json(&json!({ "channels": channels })))
 }
 
 fn user(id: &str) -> Result<UserId, ApiError> {
@@ -338,6 +366,14 @@ async fn info(State(app): State<AppState>) -> Response {
         "channels": stats.channels,
         "clients": stats.clients,
         "history_bytes": stats.history_bytes,
+        "store": {
+            "kind": app.hub.store().kind(),
+            "available": stats.store_available,
+            "pending_writes": stats.pending_writes,
+            "commits": stats.store_commits,
+            "committed": stats.store_committed,
+            "failures": stats.store_failures,
+        },
     }))
 }
 

@@ -3,14 +3,16 @@
 //! command-line overrides, in that order. Nothing is required: the defaults run a complete
 //! server on `127.0.0.1:8000`.
 
-use std::{net::SocketAddr, path::Path};
+use std::{collections::BTreeMap, net::SocketAddr, path::Path};
 
 use figment::{
     Figment,
     providers::{Env, Format, Serialized, Toml},
 };
 use serde::{Deserialize, Serialize};
-use switchboard_core::HubConfig;
+use switchboard_core::{ChannelOptions, HubConfig, NamespaceOptions, Namespaces};
+
+use crate::store::{StoreConfig, StoreKind};
 use thiserror::Error;
 
 /// The server's settings.
@@ -23,8 +25,17 @@ pub struct Config {
     pub max_connections: usize,
     /// Seconds given to connections to close after a shutdown signal.
     pub shutdown_grace_seconds: u64,
-    /// Hub: history, limits, queues.
+    /// Seconds sent data may stay unacknowledged before the kernel drops the connection
+    /// (`TCP_USER_TIMEOUT`): how long a vanished peer keeps its subscriptions and presence.
+    pub tcp_user_timeout_seconds: u64,
+    /// Hub: limits, queues, the store pipeline.
     pub hub: HubConfig,
+    /// Where channel streams are kept.
+    pub store: StoreConfig,
+    /// Options of every channel outside a namespace.
+    pub channels: ChannelOptions,
+    /// Namespaces: channels named `NAME:…` take these overrides of `[channels]`.
+    pub namespaces: BTreeMap<String, NamespaceOptions>,
     /// Server HTTP API (`/api/*`).
     pub api: ApiConfig,
     /// WebSocket transport (`/ws`).
@@ -116,7 +127,11 @@ impl Default for Config {
             listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             max_connections: 15_000,
             shutdown_grace_seconds: 5,
+            tcp_user_timeout_seconds: 30,
             hub: HubConfig::default(),
+            store: StoreConfig::default(),
+            channels: ChannelOptions::default(),
+            namespaces: BTreeMap::new(),
             api: ApiConfig::default(),
             websocket: WebSocketConfig::default(),
             sse: SseConfig::default(),
@@ -178,6 +193,9 @@ pub enum ConfigError {
     /// A value is missing, misspelled or of the wrong type.
     #[error("{0}")]
     Invalid(Box<figment::Error>),
+    /// A namespace is misnamed.
+    #[error("invalid setting `namespaces`: {0}")]
+    Namespace(#[from] switchboard_core::NamespaceError),
     /// A value is out of its allowed range.
     #[error("invalid setting `{key}`: {reason}")]
     OutOfRange {
@@ -189,11 +207,15 @@ pub enum ConfigError {
 }
 
 /// The top-level keys of [`Config`], for reading environment variables.
-const TOP_LEVEL_KEYS: [&str; 9] = [
+const TOP_LEVEL_KEYS: [&str; 13] = [
     "listen",
     "max_connections",
     "shutdown_grace_seconds",
+    "tcp_user_timeout_seconds",
     "hub",
+    "store",
+    "channels",
+    "namespaces",
     "api",
     "websocket",
     "sse",
@@ -203,7 +225,7 @@ const TOP_LEVEL_KEYS: [&str; 9] = [
 
 impl Config {
     /// Loads defaults, then `file` (TOML), then `SWITCHBOARD_*` environment variables (nested
-    /// keys joined with `__`, e.g. `SWITCHBOARD_HUB__HISTORY_SIZE=50`), then `overrides`
+    /// keys joined with `__`, e.g. `SWITCHBOARD_CHANNELS__HISTORY_SIZE=50`), then `overrides`
     /// (dotted keys from command-line flags), and checks the result.
     pub fn load(
         file: Option<&Path>,
@@ -220,7 +242,7 @@ impl Config {
         // are not settings; only those naming a top-level key are read, and a typo inside a
         // known section is still an error.
         fig = fig.merge(Env::prefixed("SWITCHBOARD_").split("__").filter(|key| {
-            // The key arrives already split into a dotted path (`hub.history_size`).
+            // The key arrives already split into a dotted path (`channels.history_size`).
             let top = key.as_str().split('.').next().unwrap_or("");
             TOP_LEVEL_KEYS.iter().any(|k| top.eq_ignore_ascii_case(k))
         }));
@@ -284,11 +306,47 @@ impl Config {
             "must be at least websocket.max_message_bytes",
         )?;
         range(
+            (1..=3600).contains(&self.tcp_user_timeout_seconds),
+            "tcp_user_timeout_seconds",
+            "must be 1..=3600",
+        )?;
+        range(
             self.max_connections >= 1,
             "max_connections",
             "must be at least 1",
         )?;
+        range(
+            self.hub.write_batch_max >= 1,
+            "hub.write_batch_max",
+            "must be at least 1",
+        )?;
+        range(
+            self.hub.max_pending_writes >= self.hub.write_batch_max,
+            "hub.max_pending_writes",
+            "must be at least hub.write_batch_max",
+        )?;
+        range(
+            self.store.kind != StoreKind::Postgres || !self.store.postgres_url.is_empty(),
+            "store.postgres_url",
+            "must be set when store.kind is \"postgres\"",
+        )?;
+        range(
+            self.store.postgres_pool_size >= 1,
+            "store.postgres_pool_size",
+            "must be at least 1",
+        )?;
+        self.namespaces()?;
         Ok(())
+    }
+
+    /// The channel options of every namespace, resolved.
+    pub fn namespaces(&self) -> Result<Namespaces, ConfigError> {
+        Ok(Namespaces::new(self.channels.clone(), &self.namespaces)?)
+    }
+
+    /// How long one store operation may take.
+    pub fn hub_store_timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_secs(self.hub.store_timeout_seconds.max(1))
     }
 
     /// The effective configuration as TOML (for `switchboard config check`).

@@ -21,10 +21,12 @@ mod error;
 pub mod metrics;
 mod server;
 mod state;
+pub mod store;
 mod transport;
 
 pub use config::{Config, ConfigError, LogFormat};
 pub use server::{Server, ServerError};
+pub use store::{StoreConfig, StoreKind};
 
 /// The server's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

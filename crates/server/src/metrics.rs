@@ -134,11 +134,54 @@ impl Metrics {
         // Writing to a String cannot fail.
         let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
         use std::fmt::Write;
-        let _ = write!(
-            out,
-            "# HELP switchboard_channels Channels alive.\n# TYPE switchboard_channels gauge\nswitchboard_channels {}\n\
-             # HELP switchboard_history_bytes Bytes held in history.\n# TYPE switchboard_history_bytes gauge\nswitchboard_history_bytes {}\n",
-            hub.channels, hub.history_bytes
+        let mut line = |name: &str, kind: &str, help: &str, value: u64| {
+            let _ = writeln!(
+                out,
+                "# HELP switchboard_{name} {help}\n# TYPE switchboard_{name} {kind}\nswitchboard_{name}{} {value}",
+                if kind == "counter" { "_total" } else { "" }
+            );
+        };
+        line(
+            "channels",
+            "gauge",
+            "Channels in memory.",
+            hub.channels as u64,
+        );
+        line(
+            "history_bytes",
+            "gauge",
+            "Bytes of history cached in memory.",
+            hub.history_bytes as u64,
+        );
+        line(
+            "store_available",
+            "gauge",
+            "1 when the last store operation succeeded, 0 while the store is failing.",
+            u64::from(hub.store_available),
+        );
+        line(
+            "store_pending_writes",
+            "gauge",
+            "Publications waiting for the store.",
+            hub.pending_writes as u64,
+        );
+        line(
+            "store_commits",
+            "counter",
+            "Store commits (group commits).",
+            hub.store_commits,
+        );
+        line(
+            "store_committed",
+            "counter",
+            "Publications committed to the store.",
+            hub.store_committed,
+        );
+        line(
+            "store_failures",
+            "counter",
+            "Failed store operations.",
+            hub.store_failures,
         );
         let _ = prometheus_client::encoding::text::encode_eof(&mut out);
         out

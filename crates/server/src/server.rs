@@ -37,6 +37,18 @@ pub enum ServerError {
         /// The OS error.
         source: io::Error,
     },
+    /// The store could not be opened (an unreadable or corrupt SQLite file, an unwritable
+    /// data directory, a malformed PostgreSQL URL).
+    #[error("cannot open the {kind} store: {source}")]
+    Store {
+        /// `sqlite`, `postgres` or `memory`.
+        kind: &'static str,
+        /// Why.
+        source: switchboard_core::StoreError,
+    },
+    /// The configuration does not hold together.
+    #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
 }
 
 /// A bound, not yet running server.
@@ -57,8 +69,21 @@ impl Server {
                 ServerError::Bind { addr, source }
             }
         })?;
+        let namespaces = config.namespaces()?;
+        let store =
+            crate::store::open(&config.store, config.hub_store_timeout()).map_err(|source| {
+                ServerError::Store {
+                    kind: match config.store.kind {
+                        crate::store::StoreKind::Sqlite => "sqlite",
+                        crate::store::StoreKind::Postgres => "postgres",
+                        crate::store::StoreKind::Memory => "memory",
+                    },
+                    source,
+                }
+            })?;
+        tracing::info!(kind = store.kind(), "store opened");
         let state = AppState {
-            hub: Hub::new(config.hub.clone()),
+            hub: Hub::new(config.hub.clone(), namespaces, store),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
             started: std::time::Instant::now(),
@@ -91,8 +116,6 @@ impl Server {
             router,
         } = self;
         let tracker = TaskTracker::new();
-        // Runs for the server's whole life, so it is not tracked: shutdown aborts it.
-        let maintenance = tokio::spawn(state.hub.maintenance());
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
         tokio::pin!(shutdown);
         loop {
@@ -115,6 +138,12 @@ impl Server {
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            // A peer that vanished without closing (power loss, network cut) stops
+            // acknowledging: the kernel drops the connection after this long, which ends its
+            // subscriptions and presence even on transports without pings (SSE).
+            let _ = socket2::SockRef::from(&stream).set_tcp_user_timeout(Some(
+                Duration::from_secs(state.config.tcp_user_timeout_seconds),
+            ));
             let router = router.clone();
             let token = state.shutdown.clone();
             tracker.spawn(serve_connection(
@@ -126,7 +155,6 @@ impl Server {
             ));
         }
         tracing::info!("shutting down");
-        maintenance.abort();
         state.hub.shutdown();
         state.shutdown.cancel();
         tracker.close();
@@ -138,6 +166,13 @@ impl Server {
         };
         if tokio::time::timeout(grace, all).await.is_err() {
             tracing::warn!("some connections did not close within the grace period");
+        }
+        // Commit what is pending and mark the store cleanly closed.
+        match state.hub.close(grace).await {
+            Ok(()) => tracing::info!("store closed cleanly"),
+            Err(e) => {
+                tracing::error!(error = %e, "store not closed cleanly: streams written asynchronously get a new epoch at the next start")
+            }
         }
         Ok(())
     }

@@ -158,15 +158,14 @@ async fn messagepack_clients_publish_and_receive() {
     .await
     .unwrap();
     ws.send(enc(map(vec![
+        ("id", 2.into()),
         ("cmd", "publish".into()),
         ("channel", "bin".into()),
         ("data", rmpv::Value::Binary(vec![1, 2, 3])),
     ])))
     .await
     .unwrap();
-    s.publish("bin", json!({"k": "v"})).await;
-    let mut got = Vec::new();
-    while got.len() < 3 {
+    let mut next = async || loop {
         let m = tokio::time::timeout(WAIT, ws.next())
             .await
             .unwrap()
@@ -174,15 +173,35 @@ async fn messagepack_clients_publish_and_receive() {
             .unwrap();
         let Message::Binary(b) = m else { continue };
         let v = rmpv::decode::read_value(&mut &b[..]).unwrap();
-        got.push(serde_json::to_value(&v).unwrap());
+        break serde_json::to_value(&v).unwrap();
+    };
+    let mut got = Vec::new();
+    // The publish reply comes once the publication is committed; publish from the API
+    // only then, so the two publications have a known order.
+    loop {
+        let v = next().await;
+        let done = v["id"] == 2;
+        got.push(v);
+        if done {
+            break;
+        }
+    }
+    s.publish("bin", json!({"k": "v"})).await;
+    while got.iter().filter(|v| v["push"] == "publication").count() < 2 {
+        got.push(next().await);
     }
     assert_eq!(got[0]["id"], 1);
+    let pubs: Vec<&serde_json::Value> = got.iter().filter(|v| v["push"] == "publication").collect();
     assert_eq!(
-        got[1]["data"],
+        pubs[0]["data"],
         json!([1, 2, 3]),
         "binary data arrives as bin"
     );
-    assert_eq!(got[2]["data"], json!({"k": "v"}), "JSON data is transcoded");
+    assert_eq!(
+        pubs[1]["data"],
+        json!({"k": "v"}),
+        "JSON data is transcoded"
+    );
     s.stop().await;
 }
 

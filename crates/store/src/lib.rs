@@ -1,8 +1,8 @@
 //! Durable [`Store`]s for switchboard's channel streams.
 //!
-//! - [`SqliteStore`] (feature `sqlite`): the embedded default, one file under a data
+//! - `SqliteStore` (feature `sqlite`): the embedded default, one file under a data
 //!   directory, created on first start.
-//! - [`PostgresStore`] (feature `postgres`): for larger deployments, configured by URL.
+//! - `PostgresStore` (feature `postgres`): for larger deployments, configured by URL.
 //!
 //! Both keep the contract documented on [`Store`] and checked by
 //! `switchboard_core::store::conformance`.

@@ -28,6 +28,58 @@ enum Command {
     /// Check or create the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Inspect the store that keeps channel streams.
+    #[command(subcommand)]
+    Store(StoreCommand),
+}
+
+#[derive(Subcommand)]
+enum StoreCommand {
+    /// Print the store's size and its largest streams (reads the configured store directly;
+    /// safe while the server runs).
+    Stats(StoreStatsArgs),
+}
+
+#[derive(Args)]
+pub(crate) struct StoreStatsArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    #[command(flatten)]
+    store: StoreFlags,
+    /// How many of the largest streams to list.
+    #[arg(long, default_value_t = 10)]
+    pub(crate) largest: usize,
+    /// Print JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+}
+
+/// Flags choosing the store, shared by `serve` and `store stats`.
+#[derive(Args)]
+struct StoreFlags {
+    /// Where channel streams are kept: sqlite (default), postgres or memory.
+    #[arg(long)]
+    store: Option<String>,
+    /// Directory of the SQLite store (default ./switchboard-data).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// PostgreSQL URL (with --store postgres).
+    #[arg(long, env = "SWITCHBOARD_POSTGRES_URL")]
+    postgres_url: Option<String>,
+}
+
+impl StoreFlags {
+    fn overrides(&self, o: &mut Vec<(&'static str, Value)>) {
+        if let Some(v) = &self.store {
+            o.push(("store.kind", v.clone().into()));
+        }
+        if let Some(v) = &self.data_dir {
+            o.push(("store.data_dir", v.display().to_string().into()));
+        }
+        if let Some(v) = &self.postgres_url {
+            o.push(("store.postgres_url", v.clone().into()));
+        }
+    }
 }
 
 #[derive(Args)]
@@ -56,6 +108,8 @@ struct ServeArgs {
     /// Serve /ws/echo for WebSocket conformance testing.
     #[arg(long)]
     echo_endpoint: bool,
+    #[command(flatten)]
+    store: StoreFlags,
 }
 
 #[derive(Args)]
@@ -133,12 +187,19 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if a.echo_endpoint {
                 o.push(("websocket.echo_endpoint", true.into()));
             }
+            a.store.overrides(&mut o);
             let config = load(&a.config, &o)?;
             serve::serve(config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish(a) => crate::remote::publish(a),
         Command::Subscribe(a) => crate::remote::subscribe(a),
+        Command::Store(StoreCommand::Stats(a)) => {
+            let mut o = Vec::new();
+            a.store.overrides(&mut o);
+            let config = load(&a.config, &o)?;
+            crate::store::stats(&config, &a)
+        }
         Command::Config(ConfigCommand::Check(a)) => {
             let config = load(&a, &[])?;
             print!("{}", config.to_toml());

@@ -5,6 +5,7 @@
 mod cli;
 mod remote;
 mod serve;
+mod store;
 
 use clap::Parser;
 

@@ -24,7 +24,15 @@ impl Drop for Served {
 
 fn serve(args: &[&str]) -> Served {
     let mut child = Command::new(BIN)
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--log-level",
+            "warn",
+            "--store",
+            "memory",
+        ])
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -148,7 +156,7 @@ fn config_init_writes_an_example_that_checks_and_env_overrides_files() {
     assert!(out.contains("history_size = 300"), "{out}");
     let out = Command::new(BIN)
         .args(["config", "check", "--config", path.to_str().unwrap()])
-        .env("SWITCHBOARD_HUB__HISTORY_SIZE", "7")
+        .env("SWITCHBOARD_CHANNELS__HISTORY_SIZE", "7")
         // Variables that are not settings (the CLI's own) are ignored, not fatal.
         .env("SWITCHBOARD_URL", "http://elsewhere")
         .output()

@@ -8,7 +8,9 @@
  */
 
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** Root of the repository. */
@@ -33,7 +35,7 @@ const LISTENING = /^listening on (https?:\/\/\S+)$/m;
  *
  * @param {{listen?: string, args?: string[], env?: Record<string, string>, timeoutMs?: number}} [options]
  *   `listen`: the address (default `127.0.0.1:0`); `args`: extra flags after `serve`; `env`:
- *   extra environment, e.g. `{SWITCHBOARD_HUB__HISTORY_SIZE: '5'}`
+ *   extra environment, e.g. `{SWITCHBOARD_CHANNELS__HISTORY_SIZE: '5'}`
  * @returns {Promise<RunningServer>}
  */
 export async function startServer({ listen = '127.0.0.1:0', args = [], env: extra = {}, timeoutMs = 20_000 } = {}) {
@@ -44,7 +46,11 @@ export async function startServer({ listen = '127.0.0.1:0', args = [], env: extr
   // so the test's own SWITCHBOARD_BIN must not reach it.
   const env = { ...process.env, ...extra };
   delete env.SWITCHBOARD_BIN;
-  const child = spawn(BIN, ['serve', '--listen', listen, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  // Each server keeps its SQLite store in its own temporary directory unless told otherwise.
+  const chosen = args.includes('--data-dir') || args.includes('--store') || 'SWITCHBOARD_STORE__DATA_DIR' in extra;
+  const dataDir = chosen ? null : mkdtempSync(join(tmpdir(), 'switchboard-test-'));
+  const storeArgs = dataDir ? ['--data-dir', dataDir] : [];
+  const child = spawn(BIN, ['serve', '--listen', listen, ...storeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
   let output = '';
   /** @param {Buffer} chunk */
   const keep = (chunk) => {
@@ -54,6 +60,7 @@ export async function startServer({ listen = '127.0.0.1:0', args = [], env: extr
   child.stdout.on('data', keep);
   child.stderr.on('data', keep);
   const exited = new Promise((resolve) => child.once('exit', resolve));
+  if (dataDir) exited.then(() => rmSync(dataDir, { recursive: true, force: true }));
 
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

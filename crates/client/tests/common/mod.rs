@@ -27,6 +27,8 @@ pub(crate) const WAIT: Duration = Duration::from_secs(10);
 /// A `switchboard serve` child process on 127.0.0.1 and a free port.
 pub(crate) struct TestServer {
     child: Child,
+    /// The server's SQLite store, removed on drop.
+    _data: tempfile::TempDir,
     /// The server's base URL, `http://127.0.0.1:PORT`.
     pub(crate) url: String,
 }
@@ -52,8 +54,10 @@ impl TestServer {
         } else {
             Stdio::null()
         };
+        let data = tempfile::tempdir().expect("temp dir");
         let mut child = Command::new(&binary)
-            .args(["serve", "--listen", "127.0.0.1:0"])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(data.path())
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -76,6 +80,7 @@ impl TestServer {
         });
         let mut server = Self {
             child,
+            _data: data,
             url: String::new(),
         };
         match line_rx.recv_timeout(WAIT) {

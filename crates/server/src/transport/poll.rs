@@ -85,7 +85,7 @@ async fn poll(app: &AppState, raw: Option<&str>) -> Result<Response, ApiError> {
         for ch in &q.channels {
             batch
                 .positions
-                .push(app.hub.read_since(ch, None, 0)?.position);
+                .push(app.hub.read_since(ch, None, 0).await?.position);
         }
         return Ok(reply(app, &q, &batch));
     };
@@ -96,7 +96,7 @@ async fn poll(app: &AppState, raw: Option<&str>) -> Result<Response, ApiError> {
             batch.more = true;
             break;
         }
-        batch.take(i, app.hub.read_since(ch, Some(&since[i]), left)?);
+        batch.take(i, app.hub.read_since(ch, Some(&since[i]), left).await?);
     }
     if wait == 0 || !batch.publications.is_empty() || !batch.unrecovered.is_empty() || batch.more {
         return Ok(reply(app, &q, &batch));
@@ -110,7 +110,7 @@ async fn poll(app: &AppState, raw: Option<&str>) -> Result<Response, ApiError> {
             since: Some(batch.positions[i].clone()),
             join_leave: false,
         };
-        batch.take(i, client.subscribe(ch, options)?);
+        batch.take(i, client.subscribe(ch, options).await?);
     }
     if batch.publications.is_empty() && batch.unrecovered.is_empty() {
         tokio::select! {
@@ -187,12 +187,19 @@ pub(crate) async fn publish(
     State(app): State<AppState>,
     body: Bytes,
 ) -> Result<Response, ApiError> {
-    let result = (|| -> Result<Response, ApiError> {
+    let result: Result<Response, ApiError> = async {
         let body: PublishBody =
             crate::api::parse_body(&body, app.config.websocket.max_message_bytes)?;
         let channel = crate::api::channel(&body.channel)?;
         let data = crate::api::payload(body.data, body.b64)?;
-        let pos = app.hub.publish(&channel, data, None)?;
+        // A publish from a browser is a client publish: the channel's options apply.
+        if !app.hub.channel_options(&channel).client_publish {
+            return Err(switchboard_core::HubError::PermissionDenied(
+                "clients may not publish to this channel",
+            )
+            .into());
+        }
+        let pos = app.hub.publish(&channel, data, None).await?;
         app.metrics
             .publications
             .get_or_create(&TransportLabel {
@@ -202,7 +209,8 @@ pub(crate) async fn publish(
         Ok(crate::api::json(
             &serde_json::json!({"offset": pos.offset, "epoch": pos.epoch}),
         ))
-    })();
+    }
+    .await;
     if let Err(e) = &result {
         app.metrics.error(TRANSPORT, e.code.as_str());
     }

@@ -31,12 +31,16 @@ pub(crate) async fn stream(
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    open(&app, &headers, raw.as_deref()).inspect_err(|e| {
+    open(&app, &headers, raw.as_deref()).await.inspect_err(|e| {
         app.metrics.error(TRANSPORT, e.code.as_str());
     })
 }
 
-fn open(app: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Result<Response, ApiError> {
+async fn open(
+    app: &AppState,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<Response, ApiError> {
     let q = Query::parse(raw, app.config.sse.max_channels)?;
     let last_id = headers
         .get("last-event-id")
@@ -55,7 +59,7 @@ fn open(app: &AppState, headers: &HeaderMap, raw: Option<&str>) -> Result<Respon
             since: since.as_ref().map(|s| s[i].clone()),
             join_leave,
         };
-        recoveries.push(client.subscribe(ch, options)?);
+        recoveries.push(client.subscribe(ch, options).await?);
     }
 
     // Positions the id lines carry: a channel whose missed publications are still to be

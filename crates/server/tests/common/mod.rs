@@ -16,6 +16,8 @@ pub struct TestServer {
     pub addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
+    /// The SQLite store's directory, removed when the server is dropped.
+    data: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
@@ -24,11 +26,13 @@ impl TestServer {
     }
 
     pub async fn with(edit: impl FnOnce(&mut Config)) -> Self {
+        let data = tempfile::tempdir().unwrap();
         let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace_seconds: 2,
             ..Config::default()
         };
+        config.store.data_dir = data.path().to_owned();
         edit(&mut config);
         let server = Server::bind(config).await.expect("bind");
         let addr = server.local_addr().unwrap();
@@ -45,6 +49,7 @@ impl TestServer {
             addr,
             stop: Some(tx),
             task: Some(task),
+            data: Some(data),
         }
     }
 

@@ -10,13 +10,17 @@
 
 use std::{
     borrow::Cow,
+    future::Future,
     io::{self, IoSlice},
     net::SocketAddr,
+    pin::Pin,
+    task::{Context, Poll},
     time::Duration,
 };
 
 use bytes::{Bytes, BytesMut};
-use switchboard_core::{Client, Delivery, Disconnect, Outbox, SubscribeOptions};
+use futures_util::{StreamExt, stream::FuturesOrdered};
+use switchboard_core::{Client, Committed, Delivery, Disconnect, Outbox, SubscribeOptions};
 use switchboard_proto::{Command, ErrorCode, Format, Reply, Request, close};
 use switchboard_websocket::{
     Decoded, DeflateConfig, Message, MessageReader, OpCode, encode_close, encode_frame,
@@ -40,6 +44,28 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bad commands logged per connection; later ones are only counted in metrics, so a flood of
 /// garbage cannot flood the log.
 const LOGGED_ERRORS_PER_CONNECTION: u32 = 5;
+
+/// Publications of one connection waiting for their commit at once; past it, the session
+/// stops reading until the oldest is answered.
+const MAX_PUBLISHES_IN_FLIGHT: usize = 64;
+
+/// A publication waiting for its commit, with the request id its reply carries.
+struct InFlight {
+    id: Option<u64>,
+    committed: Committed,
+}
+
+impl Future for InFlight {
+    type Output = (
+        Option<u64>,
+        Result<switchboard_core::StreamPosition, switchboard_core::HubError>,
+    );
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let id = self.id;
+        Pin::new(&mut self.committed).poll(cx).map(|r| (id, r))
+    }
+}
 
 /// What the handshake decided for this session.
 pub(super) struct Settings {
@@ -73,6 +99,7 @@ pub(super) struct Session {
     reader: MessageReader,
     rbuf: BytesMut,
     client: Option<Client>,
+    inflight: FuturesOrdered<InFlight>,
     out: Vec<Bytes>,
     batch: Vec<Delivery>,
     last_seen: Instant,
@@ -120,6 +147,7 @@ impl Session {
             enc,
             reader,
             client: None,
+            inflight: FuturesOrdered::new(),
             out: Vec::new(),
             batch: Vec::new(),
             last_seen: Instant::now(),
@@ -141,7 +169,7 @@ impl Session {
         let mut flow = if self.rbuf.is_empty() {
             Flow::Continue
         } else {
-            self.process_frames()
+            self.process_frames().await
         };
         loop {
             if !matches!(flow, Flow::Continue) {
@@ -154,8 +182,12 @@ impl Session {
             let outbox = self.client.as_ref().map(|c| c.outbox().clone());
             flow = tokio::select! {
                 r = self.stream.readable() => match r {
-                    Ok(()) => self.on_readable(),
+                    Ok(()) => self.on_readable().await,
                     Err(_) => Flow::Gone,
+                },
+                Some((id, result)) = self.inflight.next(), if !self.inflight.is_empty() => {
+                    self.on_committed(id, result);
+                    Flow::Continue
                 },
                 () = outbox_ready(outbox.as_deref()) => self.on_outbox(),
                 _ = ping.tick() => {
@@ -178,7 +210,7 @@ impl Session {
     }
 
     /// Reads what is available (up to a budget) and handles every complete message.
-    fn on_readable(&mut self) -> Flow {
+    async fn on_readable(&mut self) -> Flow {
         let mut scratch = [0u8; 16 << 10];
         let mut total = 0;
         while total < READ_BUDGET_BYTES {
@@ -187,7 +219,7 @@ impl Session {
                 Ok(n) => {
                     total += n;
                     self.rbuf.extend_from_slice(&scratch[..n]);
-                    let flow = self.process_frames();
+                    let flow = self.process_frames().await;
                     if !matches!(flow, Flow::Continue) {
                         return flow;
                     }
@@ -214,12 +246,12 @@ impl Session {
         Flow::Continue
     }
 
-    fn process_frames(&mut self) -> Flow {
+    async fn process_frames(&mut self) -> Flow {
         loop {
             match self.reader.read(&mut self.rbuf) {
                 Ok(Decoded::Incomplete) => return Flow::Continue,
                 Ok(Decoded::Message(m)) => {
-                    let flow = self.on_message(m);
+                    let flow = self.on_message(m).await;
                     if !matches!(flow, Flow::Continue) {
                         return flow;
                     }
@@ -238,7 +270,7 @@ impl Session {
         }
     }
 
-    fn on_message(&mut self, m: Message) -> Flow {
+    async fn on_message(&mut self, m: Message) -> Flow {
         match m {
             Message::Ping(payload) => {
                 self.out.push(encode_frame(OpCode::Pong, &payload, false));
@@ -254,8 +286,8 @@ impl Session {
                 self.out.push(self.echo_frame(OpCode::Binary, &data));
                 Flow::Continue
             }
-            Message::Text(data) => self.on_data(Format::Json, &data),
-            Message::Binary(data) => self.on_data(Format::MessagePack, &data),
+            Message::Text(data) => self.on_data(Format::Json, &data).await,
+            Message::Binary(data) => self.on_data(Format::MessagePack, &data).await,
         }
     }
 
@@ -272,7 +304,7 @@ impl Session {
         }
     }
 
-    fn on_data(&mut self, frame_format: Format, data: &[u8]) -> Flow {
+    async fn on_data(&mut self, frame_format: Format, data: &[u8]) -> Flow {
         let label = TransportLabel {
             transport: TRANSPORT,
         };
@@ -288,7 +320,7 @@ impl Session {
             return Flow::Continue;
         }
         match switchboard_proto::decode(self.enc.format, data) {
-            Ok(req) => self.command(req),
+            Ok(req) => self.command(req).await,
             Err(e) => self.reply_error(e.id, e.code, &e.message),
         }
         Flow::Continue
@@ -324,10 +356,10 @@ impl Session {
             .ok_or(switchboard_core::HubError::ShuttingDown)
     }
 
-    fn command(&mut self, req: Request) {
+    async fn command(&mut self, req: Request) {
         let id = req.id;
         let hub = self.app.hub.clone();
-        let result: Result<(), switchboard_core::HubError> = (|| {
+        let result: Result<(), switchboard_core::HubError> = async {
             match req.command {
                 Command::Pong => {}
                 Command::Ping => self.reply(id, &Reply::Empty),
@@ -356,7 +388,8 @@ impl Session {
                 } => {
                     let rec = self
                         .ensure_client()?
-                        .subscribe(&channel, SubscribeOptions { since, join_leave })?;
+                        .subscribe(&channel, SubscribeOptions { since, join_leave })
+                        .await?;
                     self.reply(id, &Reply::Subscribe(&rec));
                 }
                 Command::Unsubscribe { channel } => {
@@ -364,22 +397,22 @@ impl Session {
                     self.reply(id, &Reply::Empty);
                 }
                 Command::Publish { channel, data } => {
-                    let pos = self.ensure_client()?.publish(&channel, data)?;
-                    self.app
-                        .metrics
-                        .publications
-                        .get_or_create(&TransportLabel {
-                            transport: TRANSPORT,
-                        })
-                        .inc();
-                    self.reply(id, &Reply::Position(&pos));
+                    // The offset is assigned now, in command order; the reply waits for the
+                    // commit while later commands go on.
+                    if self.inflight.len() >= MAX_PUBLISHES_IN_FLIGHT
+                        && let Some((id, result)) = self.inflight.next().await
+                    {
+                        self.on_committed(id, result);
+                    }
+                    let committed = self.ensure_client()?.submit(&channel, data).await?;
+                    self.inflight.push_back(InFlight { id, committed });
                 }
                 Command::Presence { channel } => {
-                    let clients = hub.presence(&channel);
+                    let clients = hub.presence(&channel)?;
                     self.reply(id, &Reply::Presence(&clients));
                 }
                 Command::PresenceCount { channel } => {
-                    let count = hub.presence_count(&channel);
+                    let count = hub.presence_count(&channel)?;
                     self.reply(id, &Reply::PresenceCount(count));
                 }
                 Command::History {
@@ -387,14 +420,35 @@ impl Session {
                     limit,
                     from,
                 } => {
-                    let page = hub.history(&channel, from, limit)?;
+                    let page = self.ensure_client()?.history(&channel, from, limit).await?;
                     self.reply(id, &Reply::History(&page));
                 }
             }
             Ok(())
-        })();
+        }
+        .await;
         if let Err(e) = result {
             self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
+        }
+    }
+
+    fn on_committed(
+        &mut self,
+        id: Option<u64>,
+        result: Result<switchboard_core::StreamPosition, switchboard_core::HubError>,
+    ) {
+        match result {
+            Ok(pos) => {
+                self.app
+                    .metrics
+                    .publications
+                    .get_or_create(&TransportLabel {
+                        transport: TRANSPORT,
+                    })
+                    .inc();
+                self.reply(id, &Reply::Position(&pos));
+            }
+            Err(e) => self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string()),
         }
     }
 
