@@ -23,16 +23,15 @@ impl Drop for Served {
 }
 
 fn serve(args: &[&str]) -> Served {
+    // Memory unless the test chooses a store: tests must not share ./switchboard-data.
+    let store: &[&str] = if args.contains(&"--store") {
+        &[]
+    } else {
+        &["--store", "memory"]
+    };
     let mut child = Command::new(BIN)
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--log-level",
-            "warn",
-            "--store",
-            "memory",
-        ])
+        .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(store)
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -169,4 +168,50 @@ fn version_is_printed() {
     let (ok, out, _) = run(&["--version"]);
     assert!(ok);
     assert!(out.contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn a_corrupt_store_file_stops_the_start_with_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("streams.db"), vec![0x5au8; 8192]).unwrap();
+    let (ok, _, err) = run(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--data-dir",
+        dir.path().to_str().unwrap(),
+    ]);
+    assert!(!ok, "the server must not start on a corrupt store");
+    assert!(err.contains("cannot open the sqlite store"), "{err}");
+    assert!(err.contains("streams.db") && err.contains("not a database"), "{err}");
+    let (ok, out, err) = run(&["store", "stats", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("not a database"), "{err}");
+}
+
+#[test]
+fn store_stats_shows_sizes_and_the_largest_streams() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    {
+        let s = serve(&["--store", "sqlite", "--data-dir", data]);
+        for i in 0..3 {
+            let (ok, _, err) = run(&["publish", "--url", &s.url, "chat:big", &i.to_string()]);
+            assert!(ok, "{err}");
+        }
+        let (ok, _, _) = run(&["publish", "--url", &s.url, "small", "1"]);
+        assert!(ok);
+        // Safe while the server runs.
+        let (ok, out, err) = run(&["store", "stats", "--data-dir", data, "--json"]);
+        assert!(ok, "{err}");
+        let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(v["kind"], "sqlite");
+        assert_eq!(v["publications"], 4);
+        assert_eq!(v["streams"], 2);
+        assert_eq!(v["largest"][0]["channel"], "chat:big");
+        assert_eq!(v["largest"][0]["publications"], 3);
+    }
+    let (ok, out, err) = run(&["store", "stats", "--data-dir", data]);
+    assert!(ok, "{err}");
+    assert!(out.contains("publications 4") && out.contains("chat:big"), "{out}");
 }

@@ -297,3 +297,185 @@ async fn crash_and_recover(store: &str) {
 async fn sqlite_sync_publications_survive_kill_9_and_every_transport_recovers() {
     crash_and_recover("kind = \"sqlite\"").await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_sync_publications_survive_kill_9_and_every_transport_recovers() {
+    let pg = tokio::task::block_in_place(switchboard_testkit::PostgresServer::start).unwrap();
+    let url = pg.create_database("crash").unwrap();
+    crash_and_recover(&format!("kind = \"postgres\"\npostgres_url = {url:?}")).await;
+}
+
+async fn publish_status(url: &str, data: Value) -> (u16, Value) {
+    support::post(
+        &format!("{url}/api/publish"),
+        json!({"channel": "fault:a", "data": data}),
+    )
+    .await
+}
+
+async fn metric(url: &str, name: &str) -> Option<f64> {
+    let text = reqwest::get(format!("{url}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
+/// Publishes until one succeeds (the store is back), within 30 s.
+async fn publish_eventually(url: &str, data: Value) -> Value {
+    for _ in 0..300 {
+        let (status, v) = publish_status(url, data.clone()).await;
+        if status == 200 {
+            return v;
+        }
+        assert_eq!(status, 503, "{v}");
+        assert_eq!(v["error"]["code"], "store_unavailable", "{v}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the server did not carry on once the store was back");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_going_away_fails_publishers_cleanly_and_the_server_carries_on() {
+    let mut pg = tokio::task::block_in_place(switchboard_testkit::PostgresServer::start).unwrap();
+    let db = pg.create_database("fault").unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &format!("kind = \"postgres\"\npostgres_url = {db:?}"));
+    let node = Node::start(free_port(), &config).await;
+    let url = node.url.clone();
+
+    let ws = Client::connect(ClientOptions::new(&url)).await.unwrap();
+    let mut sub = ws.subscribe("fault:a", SubscribeOptions::default()).await.unwrap();
+    let (status, first) = publish_status(&url, json!(1)).await;
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["offset"], 1);
+
+    tokio::task::block_in_place(|| pg.stop()).unwrap();
+    for i in 0..5 {
+        let (status, v) = publish_status(&url, json!({"down": i})).await;
+        assert_eq!(status, 503, "never a false success: {v}");
+        assert_eq!(v["error"]["code"], "store_unavailable");
+        assert!(v["error"]["message"].as_str().unwrap().contains("store"), "{v}");
+    }
+    assert_eq!(metric(&url, "switchboard_store_available").await, Some(0.0));
+    assert!(metric(&url, "switchboard_store_failures_total").await.unwrap() >= 1.0);
+    let (_, info) = http(&format!("{url}/api/info")).await;
+    assert_eq!(info["store"]["available"], false);
+
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let v = publish_eventually(&url, json!(2)).await;
+    assert_eq!(v["offset"], 2, "offsets continue: nothing refused was kept");
+    assert_eq!(v["epoch"], first["epoch"]);
+    assert_eq!(metric(&url, "switchboard_store_available").await, Some(1.0));
+
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        if let SubscriptionEvent::Publication(p) =
+            tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.unwrap().unwrap()
+        {
+            got.push(p.offset);
+        }
+    }
+    assert_eq!(got, [1, 2], "subscribers saw no refused publication and no gap");
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_server_starts_with_postgres_down_and_uses_it_once_it_is_up() {
+    let mut pg = tokio::task::block_in_place(switchboard_testkit::PostgresServer::start).unwrap();
+    let db = pg.create_database("late").unwrap();
+    tokio::task::block_in_place(|| pg.stop()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(dir.path(), &format!("kind = \"postgres\"\npostgres_url = {db:?}"));
+    let node = Node::start(free_port(), &config).await;
+    let (status, v) = publish_status(&node.url, json!(1)).await;
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "store_unavailable");
+    tokio::task::block_in_place(|| pg.start_again()).unwrap();
+    let v = publish_eventually(&node.url, json!(1)).await;
+    assert_eq!(v["offset"], 1);
+    drop(node);
+}
+
+/// A tmpfs mounted on a fresh directory (a small disk that can be filled), unmounted on drop.
+struct Tmpfs(tempfile::TempDir);
+
+impl Tmpfs {
+    fn mount(size: &str) -> Option<Self> {
+        let dir = tempfile::tempdir().unwrap();
+        std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir.path())
+            .status()
+            .is_ok_and(|s| s.success())
+            .then_some(Self(dir))
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_fails_publishers_cleanly_and_the_server_carries_on_when_space_is_back() {
+    // CI runs as root; elsewhere this needs CAP_SYS_ADMIN to mount.
+    let Some(disk) = Tmpfs::mount("8m") else {
+        eprintln!("skipped: cannot mount a tmpfs here (needs root)");
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!("[store]\ndata_dir = {:?}\n", disk.0.path().join("data")),
+    )
+    .unwrap();
+    let node = Node::start(free_port(), &config).await;
+    let url = node.url.clone();
+    let (status, first) = publish_status(&url, json!("before")).await;
+    assert_eq!(status, 200, "{first}");
+
+    // Fill the disk, then publish large payloads until one cannot be written.
+    let filler = disk.0.path().join("filler");
+    {
+        use std::io::Write;
+        let mut f = std::fs::File::create(&filler).unwrap();
+        let chunk = vec![0u8; 64 << 10];
+        while f.write_all(&chunk).is_ok() {}
+    }
+    let big = "x".repeat(60 << 10);
+    let mut refused = None;
+    for _ in 0..200 {
+        let (status, v) = publish_status(&url, json!(big)).await;
+        if status != 200 {
+            refused = Some((status, v));
+            break;
+        }
+    }
+    let (status, v) = refused.expect("a full disk refuses publications");
+    assert_eq!(status, 503, "{v}");
+    assert_eq!(v["error"]["code"], "store_unavailable");
+    assert!(v["error"]["message"].as_str().unwrap().contains("full"), "{v}");
+    assert_eq!(metric(&url, "switchboard_store_available").await, Some(0.0));
+    let (_, page) = http(&format!("{url}/api/history?channel=fault:a&before=1000000&limit=1")).await;
+    let last_ok = page["publications"][0]["offset"].as_u64().unwrap();
+
+    std::fs::remove_file(&filler).unwrap();
+    let v = publish_eventually(&url, json!("after")).await;
+    assert_eq!(
+        v["offset"].as_u64().unwrap(),
+        last_ok + 1,
+        "the refused publication left no gap"
+    );
+    drop(node);
+}
