@@ -374,6 +374,87 @@ async fn a_silent_client_is_closed_with_4002() {
 }
 
 #[tokio::test]
+async fn presence_of_a_vanished_client_expires_after_ping_and_pong_timeout() {
+    let s = TestServer::with(|c| {
+        c.websocket.ping_interval_seconds = 1;
+        c.websocket.pong_timeout_seconds = 1;
+    })
+    .await;
+    let mut ws = Ws::connect(&s).await;
+    ws.subscribe("room").await;
+    let (_, count) = s.get_json("/api/presence_count?channel=room").await;
+    assert_eq!(count["clients"], 1);
+    // From here the client neither reads nor writes: a peer that vanished.
+    let started = std::time::Instant::now();
+    loop {
+        let (_, count) = s.get_json("/api/presence_count?channel=room").await;
+        if count["clients"] == 0 {
+            break;
+        }
+        assert!(
+            started.elapsed() < WAIT,
+            "presence of a silent connection never expired"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(ws);
+    s.stop().await;
+}
+
+#[tokio::test]
+async fn namespace_options_are_enforced_for_clients() {
+    let s = TestServer::with(|c| {
+        c.namespaces.insert(
+            "ticker".into(),
+            switchboard_core::NamespaceOptions {
+                persist: Some(false),
+                presence: Some(false),
+                join_leave: Some(false),
+                client_publish: Some(false),
+                client_history: Some(false),
+                ..Default::default()
+            },
+        );
+    })
+    .await;
+    let mut ws = Ws::connect(&s).await;
+    let code = |v: &serde_json::Value| v["error"]["code"].as_str().unwrap_or("").to_owned();
+    let r = ws
+        .call(json!({"cmd":"publish","channel":"ticker:btc","data":1}))
+        .await;
+    assert_eq!(code(&r), "permission_denied", "{r}");
+    let r = ws
+        .call(json!({"cmd":"history","channel":"ticker:btc","limit":10}))
+        .await;
+    assert_eq!(code(&r), "permission_denied", "{r}");
+    let r = ws
+        .call(json!({"cmd":"presence","channel":"ticker:btc"}))
+        .await;
+    assert_eq!(code(&r), "not_available", "{r}");
+    let r = ws
+        .call(json!({"cmd":"subscribe","channel":"ticker:btc","join_leave":true}))
+        .await;
+    assert_eq!(code(&r), "not_available", "{r}");
+    // HTTP clients are clients too; the server API is the backend and may publish.
+    let r = reqwest::Client::new()
+        .post(s.url("/poll"))
+        .json(&json!({"channel":"ticker:btc","data":1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let (status, _) = s.get_json("/api/presence?channel=ticker:btc").await;
+    assert_eq!(status, 403);
+    s.publish("ticker:btc", json!(1)).await;
+    // Other channels keep the defaults.
+    let r = ws
+        .call(json!({"cmd":"publish","channel":"chat:1","data":1}))
+        .await;
+    assert_eq!(r["result"]["offset"], 1, "{r}");
+    s.stop().await;
+}
+
+#[tokio::test]
 async fn shutdown_sends_going_away_with_a_disconnect_push() {
     let s = TestServer::start().await;
     let mut ws = Ws::connect(&s).await;

@@ -183,7 +183,10 @@ fn a_corrupt_store_file_stops_the_start_with_a_clear_error() {
     ]);
     assert!(!ok, "the server must not start on a corrupt store");
     assert!(err.contains("cannot open the sqlite store"), "{err}");
-    assert!(err.contains("streams.db") && err.contains("not a database"), "{err}");
+    assert!(
+        err.contains("streams.db") && err.contains("not a database"),
+        "{err}"
+    );
     let (ok, out, err) = run(&["store", "stats", "--data-dir", dir.path().to_str().unwrap()]);
     assert!(!ok && out.is_empty(), "{out}");
     assert!(err.contains("not a database"), "{err}");
@@ -213,5 +216,8 @@ fn store_stats_shows_sizes_and_the_largest_streams() {
     }
     let (ok, out, err) = run(&["store", "stats", "--data-dir", data]);
     assert!(ok, "{err}");
-    assert!(out.contains("publications 4") && out.contains("chat:big"), "{out}");
+    assert!(
+        out.contains("publications 4") && out.contains("chat:big"),
+        "{out}"
+    );
 }

@@ -345,12 +345,18 @@ async fn postgres_going_away_fails_publishers_cleanly_and_the_server_carries_on(
     let mut pg = tokio::task::block_in_place(switchboard_testkit::PostgresServer::start).unwrap();
     let db = pg.create_database("fault").unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &format!("kind = \"postgres\"\npostgres_url = {db:?}"));
+    let config = config(
+        dir.path(),
+        &format!("kind = \"postgres\"\npostgres_url = {db:?}"),
+    );
     let node = Node::start(free_port(), &config).await;
     let url = node.url.clone();
 
     let ws = Client::connect(ClientOptions::new(&url)).await.unwrap();
-    let mut sub = ws.subscribe("fault:a", SubscribeOptions::default()).await.unwrap();
+    let mut sub = ws
+        .subscribe("fault:a", SubscribeOptions::default())
+        .await
+        .unwrap();
     let (status, first) = publish_status(&url, json!(1)).await;
     assert_eq!(status, 200, "{first}");
     assert_eq!(first["offset"], 1);
@@ -360,10 +366,18 @@ async fn postgres_going_away_fails_publishers_cleanly_and_the_server_carries_on(
         let (status, v) = publish_status(&url, json!({"down": i})).await;
         assert_eq!(status, 503, "never a false success: {v}");
         assert_eq!(v["error"]["code"], "store_unavailable");
-        assert!(v["error"]["message"].as_str().unwrap().contains("store"), "{v}");
+        assert!(
+            v["error"]["message"].as_str().unwrap().contains("store"),
+            "{v}"
+        );
     }
     assert_eq!(metric(&url, "switchboard_store_available").await, Some(0.0));
-    assert!(metric(&url, "switchboard_store_failures_total").await.unwrap() >= 1.0);
+    assert!(
+        metric(&url, "switchboard_store_failures_total")
+            .await
+            .unwrap()
+            >= 1.0
+    );
     let (_, info) = http(&format!("{url}/api/info")).await;
     assert_eq!(info["store"]["available"], false);
 
@@ -376,12 +390,19 @@ async fn postgres_going_away_fails_publishers_cleanly_and_the_server_carries_on(
     let mut got = Vec::new();
     while got.len() < 2 {
         if let SubscriptionEvent::Publication(p) =
-            tokio::time::timeout(Duration::from_secs(10), sub.recv()).await.unwrap().unwrap()
+            tokio::time::timeout(Duration::from_secs(10), sub.recv())
+                .await
+                .unwrap()
+                .unwrap()
         {
             got.push(p.offset);
         }
     }
-    assert_eq!(got, [1, 2], "subscribers saw no refused publication and no gap");
+    assert_eq!(
+        got,
+        [1, 2],
+        "subscribers saw no refused publication and no gap"
+    );
     drop(node);
 }
 
@@ -391,7 +412,10 @@ async fn the_server_starts_with_postgres_down_and_uses_it_once_it_is_up() {
     let db = pg.create_database("late").unwrap();
     tokio::task::block_in_place(|| pg.stop()).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), &format!("kind = \"postgres\"\npostgres_url = {db:?}"));
+    let config = config(
+        dir.path(),
+        &format!("kind = \"postgres\"\npostgres_url = {db:?}"),
+    );
     let node = Node::start(free_port(), &config).await;
     let (status, v) = publish_status(&node.url, json!(1)).await;
     assert_eq!(status, 503, "{v}");
@@ -465,9 +489,15 @@ async fn a_full_disk_fails_publishers_cleanly_and_the_server_carries_on_when_spa
     let (status, v) = refused.expect("a full disk refuses publications");
     assert_eq!(status, 503, "{v}");
     assert_eq!(v["error"]["code"], "store_unavailable");
-    assert!(v["error"]["message"].as_str().unwrap().contains("full"), "{v}");
+    assert!(
+        v["error"]["message"].as_str().unwrap().contains("full"),
+        "{v}"
+    );
     assert_eq!(metric(&url, "switchboard_store_available").await, Some(0.0));
-    let (_, page) = http(&format!("{url}/api/history?channel=fault:a&before=1000000&limit=1")).await;
+    let (_, page) = http(&format!(
+        "{url}/api/history?channel=fault:a&before=1000000&limit=1"
+    ))
+    .await;
     let last_ok = page["publications"][0]["offset"].as_u64().unwrap();
 
     std::fs::remove_file(&filler).unwrap();
@@ -476,6 +506,78 @@ async fn a_full_disk_fails_publishers_cleanly_and_the_server_carries_on_when_spa
         v["offset"].as_u64().unwrap(),
         last_ok + 1,
         "the refused publication left no gap"
+    );
+    drop(node);
+}
+
+/// Async channels: a clean stop keeps the epoch; a crash may have lost acknowledged
+/// publications, so the stream gets a new epoch and every client is told to reload.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn async_streams_keep_their_epoch_over_a_clean_stop_and_change_it_after_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("switchboard.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[store]\ndata_dir = {:?}\n[namespaces.fast]\ndurability = \"async\"\n",
+            dir.path().join("data")
+        ),
+    )
+    .unwrap();
+    let port = free_port();
+    let publish = async |url: &str, n: u64| {
+        let mut last = Value::Null;
+        for i in 0..n {
+            let (status, v) = support::post(
+                &format!("{url}/api/publish"),
+                json!({"channel": "fast:ticks", "data": i}),
+            )
+            .await;
+            assert_eq!(status, 200, "{v}");
+            last = v;
+        }
+        last
+    };
+
+    let node = Node::start(port, &config).await;
+    let first = publish(&node.url, 10).await;
+    let (_, poll) = http(&format!("{}/poll?channel=fast:ticks", node.url)).await;
+    let cursor = poll["cursor"].as_str().unwrap().to_owned();
+    node.stop();
+
+    let node = Node::start(port, &config).await;
+    let (_, v) = http(&format!(
+        "{}/poll?channel=fast:ticks&cursor={cursor}",
+        node.url
+    ))
+    .await;
+    assert!(
+        v["unrecovered"].as_array().unwrap().is_empty(),
+        "a clean stop committed everything: {v}"
+    );
+    let second = publish(&node.url, 5).await;
+    assert_eq!(second["epoch"], first["epoch"]);
+    assert_eq!(second["offset"], 15);
+    let (_, poll) = http(&format!("{}/poll?channel=fast:ticks", node.url)).await;
+    let cursor = poll["cursor"].as_str().unwrap().to_owned();
+    node.kill9();
+
+    let node = Node::start(port, &config).await;
+    let (_, v) = http(&format!(
+        "{}/poll?channel=fast:ticks&cursor={cursor}",
+        node.url
+    ))
+    .await;
+    assert_eq!(
+        v["unrecovered"],
+        json!(["fast:ticks"]),
+        "after a crash async clients are told to reload: {v}"
+    );
+    let third = publish(&node.url, 1).await;
+    assert_ne!(third["epoch"], first["epoch"], "a new epoch");
+    assert!(
+        third["offset"].as_u64().unwrap() > 10,
+        "offsets go on from what the store kept: {third}"
     );
     drop(node);
 }

@@ -62,6 +62,19 @@ impl Node {
         .unwrap()
     }
 
+    /// SIGTERM, then waits for the process to exit (a clean shutdown).
+    pub fn stop(mut self) {
+        if let Some(mut c) = self.child.take() {
+            let status = Command::new("kill")
+                .args(["-TERM", &c.id().to_string()])
+                .status()
+                .unwrap();
+            assert!(status.success());
+            let code = c.wait().unwrap();
+            assert!(code.success(), "a clean shutdown exits with 0: {code:?}");
+        }
+    }
+
     /// SIGKILL: no shutdown, no flush, no clean close of the store.
     pub fn kill9(mut self) {
         if let Some(mut c) = self.child.take() {
