@@ -12,17 +12,22 @@
 //!
 //! - [`Store::open`] returns the stream's epoch and last offset, creating the stream with a
 //!   fresh epoch and offset 0 when the store has none.
-//! - [`Store::append`] is all or nothing: either every publication of the batch is durable
-//!   when it returns `Ok`, or none is. Within a [`StreamAppend`] offsets are consecutive and
-//!   must follow the stream's last offset; otherwise the store refuses the batch with
-//!   [`StoreError::Conflict`]. A stream the store no longer has (retention dropped it) is
-//!   created again by the append with the epoch it carries.
+//! - [`Store::append`] is all or nothing: `Ok` means every publication of the batch is
+//!   durable; [`StoreError::Conflict`] means none was written. After
+//!   [`StoreError::Unavailable`] or [`StoreError::Timeout`] the outcome is unknown (a
+//!   connection lost during `COMMIT`): the hub asks [`Store::open`] again before writing more
+//!   to those streams. Within a [`StreamAppend`] offsets are consecutive and must follow the
+//!   stream's last offset; otherwise the store refuses the batch with
+//!   [`StoreError::Conflict`]. The hub puts each stream at most once in a batch. A stream the
+//!   store no longer has (retention dropped it) is created again by the append with the epoch
+//!   it carries.
 //! - Streams opened with `async_writes` may be ahead of the store (the hub fans out before
 //!   the commit). The store marks them for this process run; when it finds such a mark left
 //!   by a run that did not [`close`](Store::close) cleanly, [`open`](Store::open) gives the
 //!   stream a new epoch, because that run may have delivered offsets the store never got.
 //! - Publications past their expiry are never returned by [`Store::read`], even before
-//!   [`Store::expire`] deleted them.
+//!   [`Store::expire`] deleted them. [`Store::expire`] never drops a stream this run marked
+//!   as written ahead (the append re-creating it could not mark it again).
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -429,11 +434,11 @@ impl Store for MemoryStore {
         ready(self.streams().map(|mut streams| {
             let mut removed = 0u64;
             for s in streams.values_mut() {
-                let before = s.items.len();
-                s.items.retain(|(_, exp)| *exp > now_ms);
-                removed += (before - s.items.len()) as u64;
-                if removed as usize >= max_rows {
-                    break;
+                while removed < max_rows as u64
+                    && s.items.front().is_some_and(|(_, exp)| *exp <= now_ms)
+                {
+                    s.items.pop_front();
+                    removed += 1;
                 }
             }
             streams.retain(|_, s| {

@@ -35,12 +35,21 @@ async fn the_api_publishes_broadcasts_and_reads_back() {
     let (_, c) = s.get_json("/api/channels").await;
     assert_eq!(c["channels"][0]["channel"], "a");
     assert_eq!(c["channels"][0]["subscribers"], 0);
+    assert_eq!(c["channels"][0]["stored"], true);
+    assert_eq!(
+        c["channels"][0]["store"]["publications"], 2,
+        "stored sizes: {c}"
+    );
+    assert_eq!(c["channels"][0]["cached"], 2);
     let (_, p) = s.get_json("/api/presence?channel=a").await;
     assert_eq!(p["clients"], json!([]));
     let (_, p) = s.get_json("/api/presence_count?channel=a").await;
     assert_eq!(p, json!({"clients":0,"users":0}));
     let (_, i) = s.get_json("/api/info").await;
     assert_eq!(i["version"], env!("CARGO_PKG_VERSION"));
+    assert_eq!(i["store"]["kind"], "sqlite");
+    assert_eq!(i["store"]["available"], true);
+    assert!(i["store"]["committed"].as_u64().unwrap() >= 3, "{i}");
     assert!(i["connections"]["websocket"].is_number());
     let (_, r) = s
         .post_json("/api/message", r#"{"user":"42","data":1}"#)

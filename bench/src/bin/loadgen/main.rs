@@ -1,6 +1,8 @@
 //! `loadgen`: the load generator of switchboard's macro benchmark. It drives a server that
 //! speaks `docs/protocol.md` over WebSocket (switchboard, or the floor in `src/bin/floor.rs`)
-//! on loopback and measures fan-out throughput, latency, loss and idle memory per connection.
+//! on loopback and measures fan-out throughput, latency, loss and idle memory per connection;
+//! `loadgen publish` measures how fast switchboard acknowledges publishes (over its HTTP API or
+//! WebSocket), which is where its store's commits show.
 //!
 //! `bench/run.sh` starts the servers and calls it; see `bench/README.md` for the scenarios
 //! and how to read the numbers. Output: human-readable lines, and one JSON line (starting
@@ -10,9 +12,11 @@
 
 mod fanout;
 mod fleet;
+mod http;
 mod idle;
 mod procfs;
 mod publication;
+mod publish;
 mod publisher;
 mod report;
 mod stats;
@@ -27,6 +31,7 @@ use clap::{Args, Parser, Subcommand};
 
 use crate::fanout::{Bench, SearchConfig, StepConfig};
 use crate::fleet::FleetConfig;
+use crate::publish::{PublishConfig, Via};
 use crate::report::Record;
 use crate::stats::Shared;
 use crate::ws::Target;
@@ -45,11 +50,18 @@ enum Scenario {
     Fanout(FanoutArgs),
     /// Server memory per idle subscribed connection.
     Idle(IdleArgs),
+    /// P closed-loop publishers over K channels: publications acknowledged per second and
+    /// publish→reply latency.
+    Publish(PublishArgs),
     /// Prints the comparison table from JSON lines written by the other scenarios.
     Table {
         /// Files holding the JSON lines (other lines are skipped).
         #[arg(required = true)]
         files: Vec<PathBuf>,
+        /// Adds a column with the ratio of two labels' values, as `A/B` (default
+        /// `switchboard/floor`, shown when both labels are there).
+        #[arg(long)]
+        ratio: Option<String>,
     },
 }
 
@@ -126,12 +138,65 @@ struct IdleArgs {
     settle_s: f64,
 }
 
+#[derive(Args, Debug)]
+struct PublishArgs {
+    /// Base URL of the server (`/api/publish` and `/ws` are added).
+    #[arg(long, default_value = "http://127.0.0.1:8000")]
+    url: String,
+    /// Name of the run in the output (the store and durability, e.g. `sqlite-sync`).
+    #[arg(long, default_value = "server")]
+    label: String,
+    /// Server process to read CPU and RSS from (`/proc/<pid>`).
+    #[arg(long)]
+    server_pid: Option<u32>,
+    /// How to publish: HTTP API (`POST /api/publish`) or WebSocket `publish` commands.
+    #[arg(long, value_enum)]
+    via: Via,
+    /// Publishers, each with its own connection and one publish outstanding at a time.
+    #[arg(long, default_value_t = 64)]
+    publishers: usize,
+    /// Channels; publisher i publishes to `bench:{i % K}` (1: all on one channel).
+    #[arg(long, default_value_t = 64)]
+    channels: usize,
+    /// Size of each publication's `data`, in bytes of JSON text (at least 10).
+    #[arg(long, default_value_t = 100)]
+    payload_bytes: usize,
+    /// Warm-up before the measured window, in seconds.
+    #[arg(long, default_value_t = 2.0)]
+    warmup_s: f64,
+    /// Measured window, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    window_s: f64,
+    /// Longest wait for one reply, in seconds; a publisher that waits longer stops.
+    #[arg(long, default_value_t = 15.0)]
+    reply_timeout_s: f64,
+    /// Longest one publisher may take to connect, in seconds.
+    #[arg(long, default_value_t = 10.0)]
+    connect_timeout_s: f64,
+    /// Worker threads of the publishers' runtime.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
+}
+
+/// Most publishers one run may open.
+const MAX_PUBLISHERS: usize = 10_000;
+
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let common = match &cli.scenario {
         Scenario::Fanout(args) => &args.common,
         Scenario::Idle(args) => &args.common,
-        Scenario::Table { files } => return report::table(files),
+        Scenario::Publish(args) => return publish_main(args),
+        Scenario::Table { files, ratio } => {
+            let ratio = match ratio {
+                Some(r) => Some(
+                    r.split_once('/')
+                        .with_context(|| format!("--ratio {r}: expected LABEL/LABEL"))?,
+                ),
+                None => None,
+            };
+            return report::table(files, ratio);
+        }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(common.threads.max(1))
@@ -198,8 +263,46 @@ async fn run(scenario: &Scenario, bench: &Bench) -> anyhow::Result<()> {
             let record = idle::run(bench, secs(args.settle_s, "--settle-s")?).await;
             Record::Idle(record).print();
         }
-        Scenario::Table { .. } => {}
+        Scenario::Publish(_) | Scenario::Table { .. } => {}
     }
+    Ok(())
+}
+
+fn publish_main(args: &PublishArgs) -> anyhow::Result<()> {
+    anyhow::ensure!(
+        (1..=MAX_PUBLISHERS).contains(&args.publishers),
+        "--publishers must be between 1 and {MAX_PUBLISHERS}"
+    );
+    anyhow::ensure!(args.channels >= 1, "--channels must be at least 1");
+    anyhow::ensure!(
+        (publish::MIN_PAYLOAD_BYTES..=60_000).contains(&args.payload_bytes),
+        "--payload-bytes must be between {} and 60000",
+        publish::MIN_PAYLOAD_BYTES
+    );
+    anyhow::ensure!(args.window_s > 0.0, "--window-s must be positive");
+    let config = PublishConfig {
+        label: args.label.clone(),
+        url: args.url.clone(),
+        server: args.server_pid,
+        via: args.via,
+        publishers: args.publishers,
+        channels: args.channels,
+        payload_bytes: args.payload_bytes,
+        warmup: secs(args.warmup_s, "--warmup-s")?,
+        window: secs(args.window_s, "--window-s")?,
+        connect_timeout: secs(args.connect_timeout_s, "--connect-timeout-s")?,
+        reply_timeout: secs(args.reply_timeout_s, "--reply-timeout-s")?,
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.threads.max(1))
+        .thread_name("publishers")
+        .enable_all()
+        .build()
+        .context("building the publishers' runtime")?;
+    let record = runtime.block_on(publish::run(&config));
+    // Dropping the runtime waits for its threads; it is outside any async context here.
+    drop(runtime);
+    Record::Publish(record?).print();
     Ok(())
 }
 

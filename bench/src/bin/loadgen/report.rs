@@ -19,6 +19,8 @@ pub(crate) enum Record {
     FanoutMax(FindMax),
     /// Idle memory per connection.
     Idle(Idle),
+    /// Closed-loop publishing throughput and latency.
+    Publish(Publish),
 }
 
 /// One fan-out measurement: a warm-up, then a measured window at a steady publication rate.
@@ -112,6 +114,49 @@ pub(crate) struct Idle {
     pub(crate) server_cpu_pct: Option<f64>,
 }
 
+/// One `publish` run: P closed-loop publishers over K channels, a warm-up then a window.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub(crate) struct Publish {
+    pub(crate) label: String,
+    /// `http` or `ws`.
+    pub(crate) via: String,
+    /// Publishers asked for.
+    pub(crate) publishers: usize,
+    /// Publishers whose connection opened.
+    pub(crate) connected: usize,
+    pub(crate) channels: usize,
+    /// Size of each publication's `data`, in bytes of JSON text.
+    pub(crate) payload_bytes: usize,
+    pub(crate) window_s: f64,
+    /// Publishes sent in the window and acknowledged.
+    pub(crate) acked: u64,
+    /// Every publish acknowledged, warm-up included.
+    pub(crate) acked_total: u64,
+    /// `acked / window_s`.
+    pub(crate) publications_per_s: f64,
+    /// Latency from sending a publish to reading its reply, over the window's publishes.
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) p999_ms: f64,
+    pub(crate) max_ms: f64,
+    /// Errors of the whole run, warm-up included.
+    pub(crate) errors: u64,
+    /// The same by code: the server's codes (`store_unavailable`…), `http_<status>` for an
+    /// HTTP error without one, or the generator's own (`connect_failed`, `connection_lost`,
+    /// `reply_timeout`, `bad_reply`).
+    pub(crate) errors_by_code: BTreeMap<String, u64>,
+    /// The first error, as `code: message`.
+    pub(crate) first_error: Option<String>,
+    pub(crate) server_cpu_pct: Option<f64>,
+    pub(crate) server_rss_kib: Option<u64>,
+    pub(crate) gen_cpu_pct: Option<f64>,
+    pub(crate) server_runq_wait_pct: Option<f64>,
+    pub(crate) gen_runq_wait_pct: Option<f64>,
+    pub(crate) pass: bool,
+    /// `pass`, or every reason the run failed.
+    pub(crate) verdict: String,
+}
+
 impl Record {
     /// Prints the human-readable line(s) then the JSON line.
     pub(crate) fn print(&self) {
@@ -169,6 +214,7 @@ impl Record {
                     .map_or("n/a".to_owned(), |k| format!("{k:.1} KiB")),
                 opt_pct(i.server_cpu_pct)
             ),
+            Self::Publish(p) => human_publish(p),
         }
     }
 }
@@ -200,17 +246,52 @@ fn human_step(s: &Step) -> String {
         opt_pct(s.gen_runq_wait_pct),
     );
     let _ = write!(line, " → {}", if s.pass { "PASS" } else { "FAIL" });
-    let busy = [s.server_runq_wait_pct, s.gen_runq_wait_pct]
-        .into_iter()
-        .flatten()
-        .any(|w| w > BUSY_WAIT_PCT);
-    if busy {
+    if busy(s.server_runq_wait_pct, s.gen_runq_wait_pct) {
         line.push_str(" [machine busy: another process shared the cores]");
     }
     if !s.pass {
         let _ = write!(line, " ({})", s.verdict);
     }
     line
+}
+
+fn human_publish(p: &Publish) -> String {
+    let mut line = format!(
+        "[{}] publish via {} P={} K={} payload {} B: {:.0} publications/s, latency ms p50 {:.2} \
+         p99 {:.2} p99.9 {:.2} max {:.2}; errors {}; server CPU {} RSS {}; generator CPU {}; \
+         waiting for a CPU: server {} generator {}",
+        p.label,
+        p.via,
+        p.connected,
+        p.channels,
+        p.payload_bytes,
+        p.publications_per_s,
+        p.p50_ms,
+        p.p99_ms,
+        p.p999_ms,
+        p.max_ms,
+        p.errors,
+        opt_pct(p.server_cpu_pct),
+        opt_mib(p.server_rss_kib),
+        opt_pct(p.gen_cpu_pct),
+        opt_pct(p.server_runq_wait_pct),
+        opt_pct(p.gen_runq_wait_pct),
+    );
+    let _ = write!(line, " → {}", if p.pass { "PASS" } else { "FAIL" });
+    if busy(p.server_runq_wait_pct, p.gen_runq_wait_pct) {
+        line.push_str(" [machine busy: another process shared the cores]");
+    }
+    if !p.pass {
+        let _ = write!(line, " ({})", p.verdict);
+    }
+    line
+}
+
+fn busy(server_wait_pct: Option<f64>, gen_wait_pct: Option<f64>) -> bool {
+    [server_wait_pct, gen_wait_pct]
+        .into_iter()
+        .flatten()
+        .any(|w| w > BUSY_WAIT_PCT)
 }
 
 /// A rate as people write it: whole numbers above 10, one decimal below.
@@ -242,8 +323,9 @@ struct Row {
 }
 
 /// Reads the JSON lines of `files` (other lines are skipped) and prints one table comparing
-/// the labels, with the ratio `switchboard / floor` when both are there.
-pub(crate) fn table(files: &[PathBuf]) -> anyhow::Result<()> {
+/// the labels, with the ratio `ratio.0 / ratio.1` when both labels are there (by default
+/// `switchboard / floor`).
+pub(crate) fn table(files: &[PathBuf], ratio: Option<(&str, &str)>) -> anyhow::Result<()> {
     let mut records = Vec::new();
     for file in files {
         let text =
@@ -289,7 +371,8 @@ pub(crate) fn table(files: &[PathBuf]) -> anyhow::Result<()> {
     if !searched.is_empty() {
         rows.retain(|r| !r.name.contains(" @"));
     }
-    print!("{}", render(&labels, &rows));
+    let ratio = ratio.unwrap_or(("switchboard", "floor"));
+    print!("{}", render(&labels, &rows, ratio));
     Ok(())
 }
 
@@ -391,6 +474,33 @@ fn rows_of(record: &Record) -> (&str, Vec<Cell>) {
             ];
             (&s.label, rows)
         }
+        Record::Publish(p) => {
+            let at = format!("publish via {} P={} K={}", p.via, p.publishers, p.channels);
+            let rows = vec![
+                (
+                    format!("{at}: publications/s"),
+                    Some(p.publications_per_s),
+                    0,
+                ),
+                (format!("{at}:   p50 latency ms"), Some(p.p50_ms), 2),
+                (format!("{at}:   p99 latency ms"), Some(p.p99_ms), 2),
+                (format!("{at}:   max latency ms"), Some(p.max_ms), 2),
+                (format!("{at}:   errors"), Some(p.errors as f64), 0),
+                (format!("{at}:   server CPU %"), p.server_cpu_pct, 0),
+                (format!("{at}:   generator CPU %"), p.gen_cpu_pct, 0),
+                (
+                    format!("{at}:   server waiting for a CPU %"),
+                    p.server_runq_wait_pct,
+                    0,
+                ),
+                (
+                    format!("{at}:   generator waiting for a CPU %"),
+                    p.gen_runq_wait_pct,
+                    0,
+                ),
+            ];
+            (&p.label, rows)
+        }
         Record::Idle(i) => {
             let n = i.n;
             let rows = vec![
@@ -411,13 +521,17 @@ fn rows_of(record: &Record) -> (&str, Vec<Cell>) {
     }
 }
 
-fn render(labels: &[String], rows: &[Row]) -> String {
-    let ratio_of =
-        if labels.iter().any(|l| l == "switchboard") && labels.iter().any(|l| l == "floor") {
-            Some(("switchboard", "floor"))
-        } else {
-            None
-        };
+fn render(labels: &[String], rows: &[Row], (over, under): (&str, &str)) -> String {
+    let ratio_of = (labels.iter().any(|l| l == over) && labels.iter().any(|l| l == under))
+        .then_some((over, under));
+    let ratio_name = format!("{over}/{under}");
+    let ratio_width = ratio_name.chars().count();
+    let width = labels
+        .iter()
+        .map(|l| l.chars().count())
+        .max()
+        .unwrap_or(0)
+        .max(12);
     let name_width = rows
         .iter()
         .map(|r| r.name.chars().count())
@@ -426,10 +540,10 @@ fn render(labels: &[String], rows: &[Row]) -> String {
         .max(10);
     let mut out = format!("{:<name_width$}", "measure");
     for label in labels {
-        let _ = write!(out, " {label:>12}");
+        let _ = write!(out, " {label:>width$}");
     }
     if ratio_of.is_some() {
-        let _ = write!(out, " {:>17}", "switchboard/floor");
+        let _ = write!(out, " {ratio_name:>ratio_width$}");
     }
     out.push('\n');
     for row in rows {
@@ -437,20 +551,20 @@ fn render(labels: &[String], rows: &[Row]) -> String {
         for label in labels {
             match row.values.get(label) {
                 Some(v) => {
-                    let _ = write!(out, " {v:>12.prec$}", prec = row.decimals);
+                    let _ = write!(out, " {v:>width$.prec$}", prec = row.decimals);
                 }
                 None => {
-                    let _ = write!(out, " {:>12}", "—");
+                    let _ = write!(out, " {:>width$}", "—");
                 }
             }
         }
         if let Some((a, b)) = ratio_of {
             match (row.values.get(a), row.values.get(b)) {
                 (Some(a), Some(b)) if *b != 0.0 => {
-                    let _ = write!(out, " {:>17}", format!("{:.2}×", a / b));
+                    let _ = write!(out, " {:>ratio_width$}", format!("{:.2}×", a / b));
                 }
                 _ => {
-                    let _ = write!(out, " {:>17}", "—");
+                    let _ = write!(out, " {:>ratio_width$}", "—");
                 }
             }
         }

@@ -1,6 +1,6 @@
-//! What the subscribers count, shared with the coordinator: the process-wide monotonic clock
-//! that stamps publications, the measured window, delivery and loss counters, and latency
-//! histograms.
+//! What the subscribers (and the `publish` scenario's publishers) count, shared with the
+//! coordinator: the process-wide monotonic clock that stamps publications, the measured
+//! window, delivery and loss counters, and latency histograms.
 //!
 //! The hot path touches only relaxed atomics (added once per socket read, not per frame) and
 //! a histogram owned by its thread: each thread records into its own `HdrHistogram` behind an
@@ -110,13 +110,7 @@ impl Shared {
             .first_disconnect
             .lock()
             .unwrap_or_else(PoisonError::into_inner) = None;
-        for h in HISTOGRAMS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            h.lock().unwrap_or_else(PoisonError::into_inner).reset();
-        }
+        reset_histograms();
     }
 
     /// Adds a read's counts.
@@ -147,17 +141,33 @@ impl Shared {
 
     /// All threads' latencies since the step started, merged.
     pub(crate) fn merged_histogram(&self) -> Histogram<u64> {
-        let mut merged = new_histogram();
-        for h in HISTOGRAMS
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .iter()
-        {
-            // Same bounds everywhere, so adding cannot fail.
-            let _ = merged.add(&*h.lock().unwrap_or_else(PoisonError::into_inner));
-        }
-        merged
+        merged_histogram()
     }
+}
+
+/// Empties every thread's latency histogram.
+pub(crate) fn reset_histograms() {
+    for h in HISTOGRAMS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        h.lock().unwrap_or_else(PoisonError::into_inner).reset();
+    }
+}
+
+/// Every thread's latencies since the last reset, merged.
+pub(crate) fn merged_histogram() -> Histogram<u64> {
+    let mut merged = new_histogram();
+    for h in HISTOGRAMS
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .iter()
+    {
+        // Same bounds everywhere, so adding cannot fail.
+        let _ = merged.add(&*h.lock().unwrap_or_else(PoisonError::into_inner));
+    }
+    merged
 }
 
 /// Records one latency, in µs, into `hist` (clamped to the histogram's range).
