@@ -53,6 +53,10 @@ pub(crate) struct ChannelState {
     pub(crate) writing: usize,
     /// Whether the channel is in the writer's queue.
     pub(crate) queued: bool,
+    /// Offset of the last publication the store committed.
+    pub(crate) committed: u64,
+    /// Offsets up to this one were trimmed from the store by count.
+    pub(crate) trimmed: u64,
     /// Whether `epoch`/`offset` reflect the store. False before the first load and after a
     /// failed commit (whose outcome is unknown until the store is asked again).
     pub(crate) loaded: bool,
@@ -88,6 +92,8 @@ impl Channel {
                 unwritten: VecDeque::new(),
                 writing: 0,
                 queued: false,
+                committed: 0,
+                trimmed: 0,
                 loaded,
                 ever_loaded: loaded,
                 subscribers: Vec::new(),

@@ -57,7 +57,7 @@ impl Default for HubConfig {
             write_batch_max: 4096,
             max_pending_writes: 65_536,
             store_timeout_seconds: 10,
-            retention_interval_seconds: 5,
+            retention_interval_seconds: 1,
             stream_idle_seconds: 7 * 86_400,
         }
     }

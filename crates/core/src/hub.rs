@@ -49,10 +49,13 @@ use crate::{
 
 /// Attempts at loading a channel or stitching a recovery before giving up.
 const ATTEMPTS: usize = 4;
-/// Most trims remembered between retention passes.
+/// Most channels remembered for trimming between retention passes.
 const MAX_TRIMS_DUE: usize = 100_000;
-/// Publications removed per store call by retention.
-const EXPIRE_CHUNK: usize = 5_000;
+/// Publications removed per store call by retention: small transactions, so publishers
+/// sharing the store's writer never wait long behind one.
+const RETENTION_CHUNK: usize = 5_000;
+/// Longest time one retention pass keeps calling the store; what is left waits for the next.
+const RETENTION_PASS: Duration = Duration::from_millis(500);
 
 /// The hub; cheap to clone (all clones share one state).
 #[derive(Clone)]
@@ -72,7 +75,7 @@ pub(crate) struct Inner {
     users: Mutex<HashMap<UserId, Vec<UserConnection>>>,
     clients: Mutex<HashMap<ClientId, Arc<Outbox>>>,
     history_bytes: AtomicUsize,
-    trims_due: Mutex<HashMap<ChannelName, u64>>,
+    trims_due: Mutex<HashMap<ChannelName, Arc<Channel>>>,
     shutting_down: AtomicBool,
 }
 
@@ -380,14 +383,13 @@ impl Hub {
     }
 
     /// Remembers that the stored stream may be trimmed by count after `last` was committed.
-    pub(crate) fn trim_due(&self, ch: &Channel, last: u64) {
-        let keep = ch.options.history_size as u64;
-        if last <= keep {
+    pub(crate) fn trim_due(&self, ch: &Arc<Channel>, last: u64) {
+        if last <= ch.options.history_size as u64 {
             return;
         }
         let mut due = lock(&self.inner.trims_due);
         if due.len() < MAX_TRIMS_DUE || due.contains_key(&ch.name) {
-            due.insert(ch.name.clone(), last - keep);
+            due.insert(ch.name.clone(), ch.clone());
         }
     }
 
@@ -480,6 +482,12 @@ impl Hub {
         }
         st.offset = meta.top;
         st.assigned = meta.top;
+        st.committed = meta.top;
+        // What an earlier run left past `history_size` is out of reach (see `history_floor`)
+        // and expires with its TTL; trimming by count starts from here.
+        st.trimmed = st
+            .trimmed
+            .max(meta.top.saturating_sub(ch.options.history_size as u64));
         // Async publications kept for retry follow the stored ones, or cannot be written.
         if let Some(first) = st.unwritten.front().map(|u| u.publication.offset) {
             if first == meta.top + 1 && st.unwritten.iter().all(|u| u.publication.epoch == st.epoch)
@@ -895,25 +903,60 @@ impl Hub {
     }
 
     /// One retention pass over the store: trims streams by count, then removes expired
-    /// publications in bounded chunks. Returns the publications removed.
+    /// publications, in calls of at most a few thousand rows and for at most half a second
+    /// (what is left waits for the next pass). Returns the publications removed.
     pub async fn retain(&self) -> Result<u64, HubError> {
-        let due: Vec<TrimCut> = std::mem::take(&mut *lock(&self.inner.trims_due))
+        let deadline = Instant::now() + RETENTION_PASS;
+        let due: Vec<Arc<Channel>> = std::mem::take(&mut *lock(&self.inner.trims_due))
+            .into_values()
+            .collect();
+        // (channel, trimmed through, trim through)
+        let mut pending: Vec<(Arc<Channel>, u64, u64)> = due
             .into_iter()
-            .map(|(channel, through)| TrimCut { channel, through })
+            .filter_map(|ch| {
+                let st = ch.lock();
+                let target = st.committed.saturating_sub(ch.options.history_size as u64);
+                let done = st.trimmed;
+                drop(st);
+                (target > done).then_some((ch, done, target))
+            })
             .collect();
         let mut removed = 0;
-        for chunk in due.chunks(500) {
-            removed += self
-                .store_call(self.inner.store.trim(chunk.to_vec()))
-                .await?;
+        while !pending.is_empty() && Instant::now() < deadline {
+            let mut cuts = Vec::new();
+            let mut rows = 0u64;
+            for (ch, done, target) in &mut pending {
+                let room = RETENTION_CHUNK as u64 - rows;
+                if room == 0 {
+                    break;
+                }
+                let through = (*target).min(*done + room);
+                rows += through - *done;
+                cuts.push(TrimCut {
+                    channel: ch.name.clone(),
+                    through,
+                });
+                *done = through;
+            }
+            removed += self.store_call(self.inner.store.trim(cuts)).await?;
+            pending.retain(|(ch, done, target)| {
+                ch.lock().trimmed = *done;
+                done < target
+            });
+        }
+        if !pending.is_empty() {
+            let mut due = lock(&self.inner.trims_due);
+            for (ch, _, _) in pending {
+                due.insert(ch.name.clone(), ch);
+            }
         }
         let idle_ms = self.inner.config.stream_idle_seconds.saturating_mul(1000);
-        for _ in 0..20 {
+        while Instant::now() < deadline {
             let n = self
-                .store_call(self.inner.store.expire(unix_ms(), idle_ms, EXPIRE_CHUNK))
+                .store_call(self.inner.store.expire(unix_ms(), idle_ms, RETENTION_CHUNK))
                 .await?;
             removed += n;
-            if n < EXPIRE_CHUNK as u64 {
+            if n < RETENTION_CHUNK as u64 {
                 break;
             }
         }

@@ -513,3 +513,82 @@ async fn idle_stored_channels_leave_memory_and_come_back_from_the_store() {
         "the stream goes on"
     );
 }
+
+/// Records the size of every trim call of the memory store.
+#[derive(Default)]
+struct CountingTrims {
+    inner: MemoryStore,
+    largest: std::sync::atomic::AtomicU64,
+}
+
+impl Store for CountingTrims {
+    fn kind(&self) -> &'static str {
+        "memory"
+    }
+    fn open(&self, channel: &ChannelName, async_writes: bool) -> StoreFuture<'_, StreamMeta> {
+        self.inner.open(channel, async_writes)
+    }
+    fn append(&self, batch: Vec<StreamAppend>) -> StoreFuture<'_, ()> {
+        self.inner.append(batch)
+    }
+    fn read(&self, query: ReadQuery) -> StoreFuture<'_, Vec<store::StoredPublication>> {
+        self.inner.read(query)
+    }
+    fn trim(&self, cuts: Vec<TrimCut>) -> StoreFuture<'_, u64> {
+        let fut = self.inner.trim(cuts);
+        Box::pin(async move {
+            let n = fut.await?;
+            self.largest.fetch_max(n, Ordering::Relaxed);
+            Ok(n)
+        })
+    }
+    fn expire(&self, now_ms: u64, idle: u64, max: usize) -> StoreFuture<'_, u64> {
+        self.inner.expire(now_ms, idle, max)
+    }
+    fn stats(&self, largest: usize) -> StoreFuture<'_, StoreStats> {
+        self.inner.stats(largest)
+    }
+    fn stream_stats(&self, channels: Vec<ChannelName>) -> StoreFuture<'_, Vec<StreamStats>> {
+        self.inner.stream_stats(channels)
+    }
+    fn ping(&self) -> StoreFuture<'_, ()> {
+        self.inner.ping()
+    }
+    fn close(&self) -> StoreFuture<'_, ()> {
+        self.inner.close()
+    }
+}
+
+#[tokio::test]
+async fn retention_removes_a_large_backlog_in_small_calls() {
+    let store = Arc::new(CountingTrims::default());
+    let hub = hub_ns(
+        store.clone(),
+        ChannelOptions {
+            history_size: 10,
+            durability: Durability::Async,
+            ..ChannelOptions::default()
+        },
+        BTreeMap::new(),
+        HubConfig {
+            // Only the explicit passes below run.
+            retention_interval_seconds: 3600,
+            ..HubConfig::default()
+        },
+    );
+    for i in 1..=12_000 {
+        hub.publish(&ch("a"), json(i), None).await.unwrap();
+    }
+    eventually("every commit", async || hub.stats().pending_writes == 0).await;
+    let mut removed = 0;
+    for _ in 0..10 {
+        removed += hub.retain().await.unwrap();
+    }
+    assert_eq!(removed, 11_990);
+    assert_eq!(
+        stored_offsets(&store.inner, &ch("a")).await,
+        (11_991..=12_000).collect::<Vec<_>>()
+    );
+    let largest = store.largest.load(Ordering::Relaxed);
+    assert!(largest <= 5_000, "one trim call removed {largest} rows");
+}

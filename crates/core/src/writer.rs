@@ -285,6 +285,7 @@ fn committed(hub: &Hub, queue: &WriteQueue, t: Taken) {
             let _ = reply.send(Ok(st.position()));
         }
     }
+    st.committed = st.committed.max(last);
     drop(st);
     queue.pending.fetch_sub(n, Ordering::AcqRel);
     queue.committed.fetch_add(n as u64, Ordering::Relaxed);

@@ -679,8 +679,10 @@ mod tests {
 
     #[test]
     fn a_tally_merges_counts_and_keeps_the_first_error() {
-        let mut a = Tally::default();
-        a.acked_in_window = 2;
+        let mut a = Tally {
+            acked_in_window: 2,
+            ..Tally::default()
+        };
         let mut b = Tally::default();
         b.note("store_unavailable", "x");
         b.note("store_unavailable", "y");
