@@ -521,18 +521,13 @@ impl Hub {
         &self,
         call: impl Future<Output = Result<T, StoreError>>,
     ) -> Result<T, HubError> {
-        let timeout = self.inner.config.store_timeout();
-        let result = match tokio::time::timeout(timeout, call).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout(
-                u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            )),
-        };
-        result.map_err(|e| {
-            self.inner.writes.failures.fetch_add(1, Ordering::Relaxed);
-            tracing::debug!(error = %e, "store call failed");
-            HubError::StoreUnavailable(format!("the store is unavailable: {e}"))
-        })
+        bounded(self.inner.config.store_timeout(), call)
+            .await
+            .map_err(|e| {
+                self.inner.writes.failures.fetch_add(1, Ordering::Relaxed);
+                tracing::debug!(error = %e, "store call failed");
+                HubError::StoreUnavailable(format!("the store is unavailable: {e}"))
+            })
     }
 
     fn channel(&self, name: &ChannelName) -> Result<Arc<Channel>, HubError> {
@@ -659,7 +654,7 @@ impl Hub {
         limit: usize,
     ) -> Result<HistoryPage, HubError> {
         let requested = from.unwrap_or(PageFrom::After(0));
-        let (cached, covered, position, floor) = self
+        let (cached, covered, position, floor, from) = self
             .with_channel(channel, |ch, st| {
                 st.last_active = Instant::now();
                 let floor = history_floor(st, &ch.options);
@@ -675,13 +670,9 @@ impl Hub {
                         }
                         PageFrom::Before(_) => page.len() >= limit,
                     };
-                (page, covered, st.position(), floor)
+                (page, covered, st.position(), floor, from)
             })
             .await?;
-        let from = match requested {
-            PageFrom::After(o) => PageFrom::After(o.max(floor)),
-            before => before,
-        };
         if covered {
             return Ok(HistoryPage {
                 publications: cached,
@@ -1137,6 +1128,19 @@ fn restore(channel: &ChannelName, epoch: &Epoch, row: StoredPublication) -> Shar
         published_at: now.checked_sub(age).unwrap_or(now),
         time_ms: row.time_ms,
     }))
+}
+
+/// Runs a store call for at most `timeout`, turning the deadline into [`StoreError::Timeout`].
+pub(crate) async fn bounded<T>(
+    timeout: Duration,
+    call: impl Future<Output = Result<T, StoreError>>,
+) -> Result<T, StoreError> {
+    match tokio::time::timeout(timeout, call).await {
+        Ok(r) => r,
+        Err(_) => Err(StoreError::Timeout(
+            u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
+        )),
+    }
 }
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -27,7 +27,7 @@ use tokio::sync::{Notify, watch};
 use crate::{
     channel::{Channel, ChannelState, Unwritten},
     error::HubError,
-    hub::{Hub, Inner, lock},
+    hub::{Hub, Inner, bounded, lock},
     options::Durability,
     store::{StoreError, StreamAppend},
 };
@@ -163,8 +163,8 @@ pub(crate) async fn run(weak: Weak<Inner>, queue: Arc<WriteQueue>) {
                     () = tokio::time::sleep(backoff) => {}
                 }
                 if !queue.is_healthy() {
-                    match tokio::time::timeout(timeout, store.ping()).await {
-                        Ok(Ok(())) => {
+                    match bounded(timeout, store.ping()).await {
+                        Ok(()) => {
                             queue.set_health(true, None);
                             backoff = BACKOFF_MIN;
                         }
@@ -183,13 +183,11 @@ pub(crate) async fn run(weak: Weak<Inner>, queue: Arc<WriteQueue>) {
                 publications: t.items.iter().map(|u| u.publication.clone()).collect(),
             })
             .collect();
-        let timeout = hub.inner.config.store_timeout();
-        let result = match tokio::time::timeout(timeout, hub.inner.store.append(appends)).await {
-            Ok(r) => r,
-            Err(_) => Err(StoreError::Timeout(
-                u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX),
-            )),
-        };
+        let result = bounded(
+            hub.inner.config.store_timeout(),
+            hub.inner.store.append(appends),
+        )
+        .await;
         match result {
             Ok(()) => {
                 queue.commits.fetch_add(1, Ordering::Relaxed);
