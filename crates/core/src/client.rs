@@ -4,9 +4,10 @@
 use std::sync::{Arc, Mutex};
 
 use crate::{
+    access::{Action, Identity},
     error::HubError,
     history::PageFrom,
-    hub::{Committed, HistoryPage, Hub, Recovery, lock},
+    hub::{Committed, HistoryPage, Hub, PresenceCount, Recovery, lock},
     names::{ChannelName, ClientId, UserId},
     outbox::Outbox,
     publication::{ClientInfo, Payload, StreamPosition},
@@ -19,21 +20,32 @@ pub struct SubscribeOptions {
     pub since: Option<StreamPosition>,
     /// Receive join/leave events for this channel.
     pub join_leave: bool,
+    /// The application granted this subscription (a subscription token, a `channels`
+    /// claim, a subscribe hook's answer): the channel's `subscribe` rule and user limit
+    /// are not checked.
+    pub granted: bool,
 }
 
 /// A connection registered with the hub. Not `Clone`: exactly one owner, whose drop cleans up.
 pub struct Client {
     hub: Hub,
     info: Arc<ClientInfo>,
+    identity: Identity,
     outbox: Arc<Outbox>,
     subscriptions: Mutex<Vec<ChannelName>>,
 }
 
 impl Client {
-    pub(crate) fn new(hub: Hub, info: Arc<ClientInfo>, outbox: Arc<Outbox>) -> Self {
+    pub(crate) fn new(
+        hub: Hub,
+        info: Arc<ClientInfo>,
+        identity: Identity,
+        outbox: Arc<Outbox>,
+    ) -> Self {
         Self {
             hub,
             info,
+            identity,
             outbox,
             subscriptions: Mutex::default(),
         }
@@ -47,6 +59,11 @@ impl Client {
     /// The connection's user, if authenticated.
     pub fn user(&self) -> Option<&UserId> {
         self.info.user.as_ref()
+    }
+
+    /// Who this connection is, as the permission rules see it.
+    pub fn identity(&self) -> &Identity {
+        &self.identity
     }
 
     /// Who this connection is, as others see it.
@@ -73,6 +90,10 @@ impl Client {
         channel: &ChannelName,
         options: SubscribeOptions,
     ) -> Result<Recovery, HubError> {
+        if !options.granted {
+            self.hub
+                .authorize(&self.identity, channel, Action::Subscribe)?;
+        }
         if options.join_leave && !self.hub.channel_options(channel).join_leave {
             return Err(HubError::NotAvailable(
                 "join/leave events are off for this channel",
@@ -147,11 +168,8 @@ impl Client {
         channel: &ChannelName,
         data: Payload,
     ) -> Result<Committed, HubError> {
-        if !self.hub.channel_options(channel).client_publish {
-            return Err(HubError::PermissionDenied(
-                "clients may not publish to this channel",
-            ));
-        }
+        self.hub
+            .authorize(&self.identity, channel, Action::Publish)?;
         self.hub
             .submit(channel, data, Some(self.info.clone()))
             .await
@@ -164,12 +182,23 @@ impl Client {
         from: Option<PageFrom>,
         limit: usize,
     ) -> Result<HistoryPage, HubError> {
-        if !self.hub.channel_options(channel).client_history {
-            return Err(HubError::PermissionDenied(
-                "clients may not read this channel's history",
-            ));
-        }
+        self.hub
+            .authorize(&self.identity, channel, Action::ReadHistory)?;
         self.hub.history(channel, from, limit).await
+    }
+
+    /// Who is subscribed to `channel`, when this connection may read its presence.
+    pub fn presence(&self, channel: &ChannelName) -> Result<Vec<Arc<ClientInfo>>, HubError> {
+        self.hub
+            .authorize(&self.identity, channel, Action::ReadPresence)?;
+        self.hub.presence(channel)
+    }
+
+    /// How many are subscribed to `channel`, when this connection may read its presence.
+    pub fn presence_count(&self, channel: &ChannelName) -> Result<PresenceCount, HubError> {
+        self.hub
+            .authorize(&self.identity, channel, Action::ReadPresence)?;
+        self.hub.presence_count(channel)
     }
 }
 

@@ -30,6 +30,7 @@ use serde::Serialize;
 use tokio::{sync::oneshot, time::Instant};
 
 use crate::{
+    access::{Action, Identity, is_channel_user},
     channel::{Channel, ChannelState, Unwritten},
     client::Client,
     config::HubConfig,
@@ -245,6 +246,34 @@ impl Hub {
         &self.inner.store
     }
 
+    /// Checks that `who` may do `action` on `channel` under the channel's rules and user
+    /// limit. [`Client`] checks every request with it; a transport that reads or publishes
+    /// without a registered client (a poll, a `POST`) calls it first.
+    pub fn authorize(
+        &self,
+        who: &Identity,
+        channel: &ChannelName,
+        action: Action,
+    ) -> Result<(), HubError> {
+        let options = self.channel_options(channel);
+        if options.user_limited && !is_channel_user(channel, who.user.as_ref()) {
+            return Err(HubError::PermissionDenied(
+                "this channel belongs to other users",
+            ));
+        }
+        let rule = match action {
+            Action::Subscribe => &options.subscribe,
+            Action::Publish => &options.publish,
+            Action::ReadHistory => &options.read_history,
+            Action::ReadPresence => &options.read_presence,
+        };
+        if rule.allows(who) {
+            Ok(())
+        } else {
+            Err(HubError::PermissionDenied(action.denied()))
+        }
+    }
+
     /// Registers a connection. The returned [`Client`] unsubscribes everything and leaves
     /// presence when dropped.
     pub fn connect(
@@ -252,12 +281,23 @@ impl Hub {
         user: Option<UserId>,
         conn_info: Option<RawJson>,
     ) -> Result<Client, HubError> {
+        let identity = Identity { user, claims: None };
+        self.connect_as(identity, conn_info)
+    }
+
+    /// Registers a connection of `identity`, whose subscribe, publish, history and presence
+    /// requests are checked against the channels' rules (see [`Access`](crate::Access)).
+    pub fn connect_as(
+        &self,
+        identity: Identity,
+        conn_info: Option<RawJson>,
+    ) -> Result<Client, HubError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(HubError::ShuttingDown);
         }
         let info = Arc::new(ClientInfo {
             client: ClientId::random(),
-            user,
+            user: identity.user.clone(),
             conn_info,
         });
         let outbox = Arc::new(Outbox::new(self.inner.config.outbox_limits()));
@@ -268,7 +308,7 @@ impl Hub {
                 .or_default()
                 .push((info.client.clone(), outbox.clone()));
         }
-        Ok(Client::new(self.clone(), info, outbox))
+        Ok(Client::new(self.clone(), info, identity, outbox))
     }
 
     /// Publishes `data` to `channel` (created if needed) and returns its position once the

@@ -4,8 +4,8 @@
 //! of [`Publication`]s numbered by a gapless `offset` within an `epoch`, kept in a [`Store`]
 //! (with a bounded cache in memory) for history and recovery, and its subscribers (who are
 //! its presence). [`Namespaces`] give each channel its [`ChannelOptions`]: history size and
-//! age, persistence, [`Durability`], presence, join/leave events, client publishing and
-//! history reads. Connections register with
+//! age, persistence, [`Durability`], presence, join/leave events, and [`Access`] rules for
+//! who may subscribe, publish and read history and presence. Connections register with
 //! [`Hub::connect`] and receive [`Delivery`] values through their bounded [`Outbox`]; a
 //! connection that falls behind is closed as a slow consumer and recovers on reconnect.
 //!
@@ -31,6 +31,7 @@
 //! # }
 //! ```
 
+pub mod access;
 mod channel;
 mod client;
 mod config;
@@ -45,6 +46,7 @@ mod random;
 pub mod store;
 mod writer;
 
+pub use access::{Access, Action, ClaimRule, Identity, Level};
 pub use client::{Client, SubscribeOptions};
 pub use config::HubConfig;
 pub use error::HubError;

@@ -139,7 +139,8 @@ impl Serialize for UserId {
 pub struct ClientId(Arc<str>);
 
 impl ClientId {
-    pub(crate) fn random() -> Self {
+    /// A new random id (16 characters).
+    pub fn random() -> Self {
         Self(Arc::from(crate::random::token(16)))
     }
 

@@ -9,7 +9,7 @@ use std::{collections::BTreeMap, sync::Arc, time::Duration};
 
 use serde::{Deserialize, Serialize};
 
-use crate::names::ChannelName;
+use crate::{access::Access, names::ChannelName};
 
 /// When a publisher hears that its publication was accepted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -42,10 +42,19 @@ pub struct ChannelOptions {
     pub presence: bool,
     /// Whether subscribers may ask for join/leave events.
     pub join_leave: bool,
-    /// Whether client connections may publish (the server API always may).
-    pub client_publish: bool,
-    /// Whether client connections may read history (recovery on subscribe is always allowed).
-    pub client_history: bool,
+    /// Which client connections may subscribe (a grant from the application, such as a
+    /// subscription token, lets a connection subscribe whatever this says).
+    pub subscribe: Access,
+    /// Which client connections may publish (the server API always may).
+    pub publish: Access,
+    /// Which client connections may read presence (when `presence` is on).
+    pub read_presence: Access,
+    /// Which client connections may read history (recovery on subscribe is allowed to
+    /// whoever may subscribe).
+    pub read_history: Access,
+    /// Whether a `#` in a channel name limits it to the users listed after the last `#`
+    /// (`dialog#42,43`: only users 42 and 43 may subscribe, publish or read it).
+    pub user_limited: bool,
 }
 
 impl Default for ChannelOptions {
@@ -57,8 +66,11 @@ impl Default for ChannelOptions {
             durability: Durability::Sync,
             presence: true,
             join_leave: true,
-            client_publish: true,
-            client_history: true,
+            subscribe: Access::ANYONE,
+            publish: Access::ANYONE,
+            read_presence: Access::ANYONE,
+            read_history: Access::ANYONE,
+            user_limited: true,
         }
     }
 }
@@ -97,12 +109,21 @@ pub struct NamespaceOptions {
     /// See [`ChannelOptions::join_leave`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub join_leave: Option<bool>,
-    /// See [`ChannelOptions::client_publish`].
+    /// See [`ChannelOptions::subscribe`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_publish: Option<bool>,
-    /// See [`ChannelOptions::client_history`].
+    pub subscribe: Option<Access>,
+    /// See [`ChannelOptions::publish`].
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub client_history: Option<bool>,
+    pub publish: Option<Access>,
+    /// See [`ChannelOptions::read_presence`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_presence: Option<Access>,
+    /// See [`ChannelOptions::read_history`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub read_history: Option<Access>,
+    /// See [`ChannelOptions::user_limited`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user_limited: Option<bool>,
 }
 
 impl NamespaceOptions {
@@ -114,8 +135,20 @@ impl NamespaceOptions {
             durability: self.durability.unwrap_or(base.durability),
             presence: self.presence.unwrap_or(base.presence),
             join_leave: self.join_leave.unwrap_or(base.join_leave),
-            client_publish: self.client_publish.unwrap_or(base.client_publish),
-            client_history: self.client_history.unwrap_or(base.client_history),
+            subscribe: self
+                .subscribe
+                .clone()
+                .unwrap_or_else(|| base.subscribe.clone()),
+            publish: self.publish.clone().unwrap_or_else(|| base.publish.clone()),
+            read_presence: self
+                .read_presence
+                .clone()
+                .unwrap_or_else(|| base.read_presence.clone()),
+            read_history: self
+                .read_history
+                .clone()
+                .unwrap_or_else(|| base.read_history.clone()),
+            user_limited: self.user_limited.unwrap_or(base.user_limited),
         }
     }
 }

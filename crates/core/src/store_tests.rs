@@ -15,6 +15,7 @@ use std::{
 };
 
 use crate::{
+    Access,
     store::{ReadQuery, StoreFuture, StoreStats, StreamAppend, StreamMeta, StreamStats, TrimCut},
     *,
 };
@@ -243,6 +244,7 @@ async fn a_new_hub_on_the_same_store_continues_the_stream_and_recovers_from_it()
                     epoch: epoch.clone(),
                 }),
                 join_leave: false,
+                granted: false,
             },
         )
         .await
@@ -443,8 +445,8 @@ async fn namespaces_set_each_channels_options() {
             persist: Some(false),
             presence: Some(false),
             join_leave: Some(false),
-            client_publish: Some(false),
-            client_history: Some(false),
+            publish: Some(Access::NOBODY),
+            read_history: Some(Access::NOBODY),
             ..NamespaceOptions::default()
         },
     );
@@ -463,6 +465,7 @@ async fn namespaces_set_each_channels_options() {
             SubscribeOptions {
                 since: None,
                 join_leave: true,
+                granted: false,
             },
         )
         .await

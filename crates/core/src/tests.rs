@@ -105,6 +105,7 @@ async fn recovery_returns_missed_publications_in_order() {
             SubscribeOptions {
                 since: Some(since),
                 join_leave: false,
+                granted: false,
             },
         )
         .await
@@ -129,6 +130,7 @@ async fn recovery_after_epoch_change_reports_not_recovered() {
                     epoch: Epoch::from_client("other"),
                 }),
                 join_leave: false,
+                granted: false,
             },
         )
         .await
@@ -318,6 +320,7 @@ async fn presence_lists_subscribers_and_join_leave_reach_listeners() {
             SubscribeOptions {
                 since: None,
                 join_leave: true,
+                granted: false,
             },
         )
         .await
@@ -498,4 +501,114 @@ async fn concurrent_publishers_keep_every_subscriber_in_order() {
             );
         }
     }
+}
+
+fn identity(user: Option<&str>, claims: serde_json::Value) -> Identity {
+    Identity {
+        user: user.map(|u| UserId::parse(u).unwrap()),
+        claims: claims.as_object().cloned().map(Arc::new),
+    }
+}
+
+#[tokio::test]
+async fn access_rules_are_checked_for_every_client_request() {
+    let staff = Access::Claim(ClaimRule {
+        claim: "role".to_owned(),
+        any_of: vec![serde_json::json!("staff")],
+    });
+    let hub = hub_opts(
+        HubConfig::default(),
+        ChannelOptions {
+            subscribe: Access::AUTHENTICATED,
+            publish: staff.clone(),
+            read_history: staff.clone(),
+            read_presence: Access::NOBODY,
+            ..ephemeral()
+        },
+    );
+    let anon = hub.connect_as(Identity::anonymous(), None).unwrap();
+    let user = hub
+        .connect_as(
+            identity(Some("1"), serde_json::json!({"role": "guest"})),
+            None,
+        )
+        .unwrap();
+    let worker = hub
+        .connect_as(
+            identity(Some("2"), serde_json::json!({"role": "staff"})),
+            None,
+        )
+        .unwrap();
+    let denied = |r: Result<(), HubError>| assert!(matches!(r, Err(HubError::PermissionDenied(_))));
+
+    denied(
+        anon.subscribe(&ch("news"), SubscribeOptions::default())
+            .await
+            .map(drop),
+    );
+    user.subscribe(&ch("news"), SubscribeOptions::default())
+        .await
+        .unwrap();
+    denied(user.publish(&ch("news"), json(1)).await.map(drop));
+    worker.publish(&ch("news"), json(1)).await.unwrap();
+    denied(user.history(&ch("news"), None, 10).await.map(drop));
+    assert_eq!(
+        worker
+            .history(&ch("news"), None, 10)
+            .await
+            .unwrap()
+            .publications
+            .len(),
+        1
+    );
+    denied(worker.presence(&ch("news")).map(drop));
+    denied(worker.presence_count(&ch("news")).map(drop));
+    // The hub itself (the server API) is never checked.
+    assert_eq!(hub.presence(&ch("news")).unwrap().len(), 1);
+    // A grant from the application bypasses the rule.
+    let granted = SubscribeOptions {
+        granted: true,
+        ..SubscribeOptions::default()
+    };
+    anon.subscribe(&ch("news"), granted).await.unwrap();
+}
+
+#[tokio::test]
+async fn user_limited_channels_admit_only_their_users() {
+    let hub = hub_opts(HubConfig::default(), ephemeral());
+    let u42 = hub
+        .connect_as(identity(Some("42"), serde_json::Value::Null), None)
+        .unwrap();
+    let u7 = hub
+        .connect_as(identity(Some("7"), serde_json::Value::Null), None)
+        .unwrap();
+    let dialog = ch("dialog#42,43");
+    u42.subscribe(&dialog, SubscribeOptions::default())
+        .await
+        .unwrap();
+    u42.publish(&dialog, json(1)).await.unwrap();
+    for r in [
+        u7.subscribe(&dialog, SubscribeOptions::default())
+            .await
+            .map(drop),
+        u7.publish(&dialog, json(2)).await.map(drop),
+        u7.history(&dialog, None, 10).await.map(drop),
+        u7.presence(&dialog).map(drop),
+    ] {
+        assert!(matches!(r, Err(HubError::PermissionDenied(m)) if m.contains("other users")));
+    }
+
+    let open = hub_opts(
+        HubConfig::default(),
+        ChannelOptions {
+            user_limited: false,
+            ..ephemeral()
+        },
+    );
+    let u7 = open
+        .connect_as(identity(Some("7"), serde_json::Value::Null), None)
+        .unwrap();
+    u7.subscribe(&dialog, SubscribeOptions::default())
+        .await
+        .unwrap();
 }

@@ -20,8 +20,19 @@ pub enum ErrorCode {
     AlreadySubscribed,
     /// Unsubscribed from a channel not subscribed.
     NotSubscribed,
-    /// Missing or wrong API key.
+    /// Missing or wrong API key; a connection token that is malformed, forged, signed with
+    /// an unknown key, not yet valid, for another audience or issuer; or none where one is
+    /// required.
     Unauthorized,
+    /// The connection or subscription token has expired: get a new one.
+    TokenExpired,
+    /// Too many commands, publications or connections in too short a time: slow down.
+    RateLimited,
+    /// The application's backend (a hook) did not answer in time or failed.
+    BackendUnavailable,
+    /// The request's `Origin` is not in `allowed_origins`, or a cookie-authenticated
+    /// request that changes state carries none (CSRF protection).
+    OriginNotAllowed,
     /// No such endpoint.
     NotFound,
     /// The server is shutting down.
@@ -39,7 +50,7 @@ pub enum ErrorCode {
 
 impl ErrorCode {
     /// Every code, for metrics pre-registration and docs tests.
-    pub const ALL: [ErrorCode; 15] = [
+    pub const ALL: [ErrorCode; 19] = [
         Self::BadRequest,
         Self::UnknownCommand,
         Self::InvalidChannel,
@@ -49,6 +60,10 @@ impl ErrorCode {
         Self::AlreadySubscribed,
         Self::NotSubscribed,
         Self::Unauthorized,
+        Self::TokenExpired,
+        Self::RateLimited,
+        Self::BackendUnavailable,
+        Self::OriginNotAllowed,
         Self::NotFound,
         Self::Unavailable,
         Self::StoreUnavailable,
@@ -69,6 +84,10 @@ impl ErrorCode {
             Self::AlreadySubscribed => "already_subscribed",
             Self::NotSubscribed => "not_subscribed",
             Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token_expired",
+            Self::RateLimited => "rate_limited",
+            Self::BackendUnavailable => "backend_unavailable",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
             Self::StoreUnavailable => "store_unavailable",
@@ -84,14 +103,15 @@ impl ErrorCode {
             Self::BadRequest | Self::UnknownCommand | Self::InvalidChannel | Self::InvalidData => {
                 400
             }
-            Self::Unauthorized => 401,
-            Self::NotAvailable | Self::PermissionDenied => 403,
+            Self::Unauthorized | Self::TokenExpired => 401,
+            Self::NotAvailable | Self::PermissionDenied | Self::OriginNotAllowed => 403,
             Self::NotFound => 404,
             Self::AlreadySubscribed | Self::NotSubscribed => 409,
             Self::TooLarge => 413,
-            Self::LimitExceeded => 429,
+            Self::LimitExceeded | Self::RateLimited => 429,
             Self::Internal => 500,
             Self::Unavailable | Self::StoreUnavailable => 503,
+            Self::BackendUnavailable => 502,
         }
     }
 
@@ -128,10 +148,22 @@ pub mod close {
     pub const SLOW_CONSUMER: u16 = 4001;
     /// Nothing received for `ping_interval + pong_timeout`.
     pub const NO_PONG: u16 = 4002;
+    /// The connection's token expired without a `refresh`: reconnect with a new token.
+    pub const TOKEN_EXPIRED: u16 = 4003;
+    /// No `connect` (with a token) arrived within `auth.connect_timeout_seconds`.
+    pub const CONNECT_TIMEOUT: u16 = 4005;
+    /// The client kept exceeding its rate limits: reconnect after a pause.
+    pub const RATE_LIMITED: u16 = 4008;
     /// Disconnected by the application; may reconnect.
     pub const DISCONNECTED: u16 = 4004;
     /// Disconnected by the application; must not reconnect.
     pub const DISCONNECTED_TERMINAL: u16 = 4500;
+    /// The connection's token was refused (forged, malformed, wrong key, audience or issuer,
+    /// another user's on `refresh`), or a token is required and none was sent. Do not
+    /// reconnect with the same token.
+    pub const UNAUTHORIZED: u16 = 4501;
+    /// The application's connect hook refused the connection.
+    pub const FORBIDDEN: u16 = 4503;
 
     /// Whether a client should reconnect after `code`.
     pub fn should_reconnect(code: u16) -> bool {
@@ -149,6 +181,11 @@ pub mod close {
             INTERNAL_ERROR => "internal_error",
             SLOW_CONSUMER => "slow_consumer",
             NO_PONG => "no_pong",
+            TOKEN_EXPIRED => "token_expired",
+            CONNECT_TIMEOUT => "connect_timeout",
+            RATE_LIMITED => "rate_limited",
+            UNAUTHORIZED => "unauthorized",
+            FORBIDDEN => "forbidden",
             DISCONNECTED => "disconnected",
             DISCONNECTED_TERMINAL => "disconnected_terminal",
             _ => "other",

@@ -37,6 +37,13 @@ pub enum Command {
         version: Option<String>,
         /// Connection info shown in presence.
         info: Option<RawJson>,
+        /// The connection token (JWT).
+        token: Option<String>,
+    },
+    /// Replace the connection token before it expires.
+    Refresh {
+        /// The new connection token (JWT) of the same user.
+        token: String,
     },
     /// Subscribe, optionally recovering after a position.
     Subscribe {
@@ -46,6 +53,8 @@ pub enum Command {
         since: Option<StreamPosition>,
         /// Receive join/leave events.
         join_leave: bool,
+        /// A subscription token (JWT) for a channel the rules would refuse.
+        token: Option<String>,
     },
     /// Unsubscribe.
     Unsubscribe {
@@ -126,6 +135,8 @@ struct JsonCommand<'a> {
     #[serde(borrow, default)]
     info: Option<&'a RawValue>,
     #[serde(default)]
+    token: Option<String>,
+    #[serde(default)]
     limit: Option<u64>,
     #[serde(default)]
     after: Option<u64>,
@@ -152,6 +163,8 @@ struct MsgpackCommand {
     version: Option<String>,
     #[serde(default)]
     info: Option<rmpv::Value>,
+    #[serde(default)]
+    token: Option<String>,
     #[serde(default)]
     limit: Option<u64>,
     #[serde(default)]
@@ -192,6 +205,7 @@ struct Fields<'a> {
     name: Option<String>,
     version: Option<String>,
     info: Option<Result<RawJson, String>>,
+    token: Option<String>,
     limit: Option<u64>,
     after: Option<u64>,
     before: Option<u64>,
@@ -245,6 +259,7 @@ fn decode_json(frame: &[u8]) -> Result<Request, DecodeError> {
         info: c
             .info
             .map(|raw| Ok(RawJson::new(Bytes::copy_from_slice(raw.get().as_bytes())))),
+        token: c.token,
         limit: c.limit,
         after: c.after,
         before: c.before,
@@ -282,6 +297,7 @@ fn decode_msgpack(frame: &[u8]) -> Result<Request, DecodeError> {
         name: c.name,
         version: c.version,
         info,
+        token: c.token,
         limit: c.limit,
         after: c.after,
         before: c.before,
@@ -310,6 +326,12 @@ fn fields(f: Fields<'_>) -> Result<Request, DecodeError> {
                 .info
                 .transpose()
                 .map_err(|m| bad(id, ErrorCode::InvalidData, m))?,
+            token: f.token,
+        },
+        "refresh" => Command::Refresh {
+            token: f
+                .token
+                .ok_or_else(|| bad(id, ErrorCode::BadRequest, "missing field `token`"))?,
         },
         "subscribe" => Command::Subscribe {
             channel: channel()?,
@@ -318,6 +340,7 @@ fn fields(f: Fields<'_>) -> Result<Request, DecodeError> {
                 epoch: Epoch::from_client(epoch),
             }),
             join_leave: f.join_leave.unwrap_or(false),
+            token: f.token,
         },
         "unsubscribe" => Command::Unsubscribe {
             channel: channel()?,

@@ -11,7 +11,7 @@ use base64::Engine;
 use rmpv::Value;
 use switchboard_core::{
     ClientId, ClientInfo, HistoryPage, Payload, PresenceCount, PresenceEvent, Publication,
-    Recovery, StreamPosition, UserMessage,
+    Recovery, StreamPosition, UserId, UserMessage,
 };
 
 use crate::{Format, codes::ErrorCode};
@@ -29,6 +29,15 @@ pub enum Reply<'a> {
         ping_interval: u64,
         /// Largest message the server accepts from this client, in bytes.
         max_message_bytes: usize,
+        /// The authenticated user; `None` for an anonymous connection.
+        user: Option<&'a UserId>,
+        /// When the connection's token expires (unix seconds), if it does.
+        expires: Option<u64>,
+    },
+    /// Reply to `refresh`: when the new token expires (unix seconds), if it does.
+    Refresh {
+        /// Unix seconds.
+        expires: Option<u64>,
     },
     /// Reply to `subscribe`.
     Subscribe(&'a Recovery),
@@ -192,6 +201,18 @@ pub fn ping_push(format: Format) -> Vec<u8> {
     }
 }
 
+/// The `refresh` push: the connection's token expires at `expires` (unix seconds); send
+/// `refresh` with a new one before then, or the connection is closed with 4003.
+pub fn refresh_push(format: Format, expires: u64) -> Vec<u8> {
+    match format {
+        Format::Json => format!("{{\"push\":\"refresh\",\"expires\":{expires}}}").into_bytes(),
+        Format::MessagePack => mp::encode(&mp::map(vec![
+            ("push", Value::from("refresh")),
+            ("expires", Value::from(expires)),
+        ])),
+    }
+}
+
 /// The `disconnect` push, sent before the close frame with the same code.
 pub fn disconnect_push(format: Format, code: u16, reason: &str, reconnect: bool) -> Vec<u8> {
     match format {
@@ -280,14 +301,30 @@ mod json {
                 version,
                 ping_interval,
                 max_message_bytes,
+                user,
+                expires,
             } => {
                 let _ = write!(b, "{{\"client\":\"{client}\",\"version\":");
                 string(b, version);
                 let _ = write!(
                     b,
-                    ",\"ping_interval\":{ping_interval},\"max_message_bytes\":{max_message_bytes}}}"
+                    ",\"ping_interval\":{ping_interval},\"max_message_bytes\":{max_message_bytes}"
                 );
+                if let Some(user) = user {
+                    b.extend_from_slice(b",\"user\":");
+                    string(b, user.as_str());
+                }
+                if let Some(expires) = expires {
+                    let _ = write!(b, ",\"expires\":{expires}");
+                }
+                b.push(b'}');
             }
+            Reply::Refresh { expires } => match expires {
+                Some(expires) => {
+                    let _ = write!(b, "{{\"expires\":{expires}}}");
+                }
+                None => b.extend_from_slice(b"{}"),
+            },
             Reply::Subscribe(rec) => {
                 b.push(b'{');
                 position(b, &rec.position);
@@ -397,12 +434,27 @@ mod mp {
                 version,
                 ping_interval,
                 max_message_bytes,
-            } => map(vec![
-                ("client", Value::from(client.as_str())),
-                ("version", Value::from(*version)),
-                ("ping_interval", Value::from(*ping_interval)),
-                ("max_message_bytes", Value::from(*max_message_bytes as u64)),
-            ]),
+                user,
+                expires,
+            } => {
+                let mut f = vec![
+                    ("client", Value::from(client.as_str())),
+                    ("version", Value::from(*version)),
+                    ("ping_interval", Value::from(*ping_interval)),
+                    ("max_message_bytes", Value::from(*max_message_bytes as u64)),
+                ];
+                if let Some(user) = user {
+                    f.push(("user", Value::from(user.as_str())));
+                }
+                if let Some(expires) = expires {
+                    f.push(("expires", Value::from(*expires)));
+                }
+                map(f)
+            }
+            Reply::Refresh { expires } => map(expires
+                .iter()
+                .map(|e| ("expires", Value::from(*e)))
+                .collect()),
             Reply::Subscribe(rec) => {
                 let mut f = Vec::with_capacity(4);
                 position(&mut f, &rec.position);

@@ -13,7 +13,7 @@ pub use command::{
 };
 pub use encode::{
     PresenceKind, Reply, disconnect_push, error, message_push, ping_push, presence_json,
-    presence_push, publication_json, publication_push, reply, result_json,
+    presence_push, publication_json, publication_push, refresh_push, reply, result_json,
 };
 
 /// A wire format of the native protocol, chosen per WebSocket connection by subprotocol.

@@ -22,6 +22,7 @@ fn every_command_decodes_from_json() {
         channel,
         since,
         join_leave,
+        ..
     } = r.command
     else {
         panic!()
@@ -239,4 +240,41 @@ proptest! {
         let back: Value = serde_json::to_value(&m).unwrap();
         prop_assert_eq!(&back["data"], &data);
     }
+}
+
+#[test]
+fn tokens_are_read_from_connect_subscribe_and_refresh() {
+    let r = decode(
+        Format::Json,
+        br#"{"id":1,"cmd":"connect","token":"a.b.c","info":{"name":"x"}}"#,
+    )
+    .unwrap();
+    assert!(matches!(r.command, Command::Connect { token: Some(t), .. } if t == "a.b.c"));
+    let r = decode(
+        Format::Json,
+        br#"{"id":2,"cmd":"subscribe","channel":"p:1","token":"s"}"#,
+    )
+    .unwrap();
+    assert!(matches!(r.command, Command::Subscribe { token: Some(t), .. } if t == "s"));
+    let r = decode(Format::Json, br#"{"id":3,"cmd":"refresh","token":"n"}"#).unwrap();
+    assert_eq!(
+        r.command,
+        Command::Refresh {
+            token: "n".to_owned()
+        }
+    );
+    let e = decode(Format::Json, br#"{"id":4,"cmd":"refresh"}"#).unwrap_err();
+    assert_eq!((e.id, e.code), (Some(4), ErrorCode::BadRequest));
+    let e = decode(Format::Json, br#"{"id":5,"cmd":"connect","token":7}"#).unwrap_err();
+    assert_eq!((e.id, e.code), (Some(5), ErrorCode::BadRequest));
+}
+
+#[test]
+fn the_refresh_push_and_reply_carry_the_expiry() {
+    assert_eq!(
+        refresh_push(Format::Json, 1700000000),
+        br#"{"push":"refresh","expires":1700000000}"#
+    );
+    let b = reply(Format::Json, 9, &Reply::Refresh { expires: Some(5) });
+    assert_eq!(b, br#"{"id":9,"result":{"expires":5}}"#);
 }

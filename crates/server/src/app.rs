@@ -4,22 +4,27 @@ use axum::{
     Router,
     extract::State,
     http::{StatusCode, header},
+    middleware,
     response::{IntoResponse, Response},
     routing::get,
 };
 use switchboard_proto::ErrorCode;
 
-use crate::{api, assets, error::ApiError, state::AppState, transport};
+use crate::{api, assets, error::ApiError, origin, state::AppState, transport};
 
 /// Every route of the server.
 pub(crate) fn router(state: AppState) -> Router {
-    let mut router = Router::new()
-        .route("/ws", get(transport::websocket::upgrade))
+    // Browser transports over plain HTTP: origin checks and CORS.
+    let browser = Router::new()
         .route("/sse", get(transport::sse::stream))
         .route(
             "/poll",
             get(transport::poll::read).post(transport::poll::publish),
         )
+        .layer(middleware::from_fn_with_state(state.clone(), origin::cors));
+    let mut router = Router::new()
+        .route("/ws", get(transport::websocket::upgrade))
+        .merge(browser)
         .route("/metrics", get(metrics))
         .route("/health", get(health))
         .route("/ready", get(ready))

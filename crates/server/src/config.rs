@@ -12,7 +12,10 @@ use figment::{
 use serde::{Deserialize, Serialize};
 use switchboard_core::{ChannelOptions, HubConfig, NamespaceOptions, Namespaces};
 
-use crate::store::{StoreConfig, StoreKind};
+use crate::{
+    auth::AuthConfig,
+    store::{StoreConfig, StoreKind},
+};
 use thiserror::Error;
 
 /// The server's settings.
@@ -28,6 +31,10 @@ pub struct Config {
     /// Seconds sent data may stay unacknowledged before the kernel drops the connection
     /// (`TCP_USER_TIMEOUT`): how long a vanished peer keeps its subscriptions and presence.
     pub tcp_user_timeout_seconds: u64,
+    /// Web page origins (`https://app.example.com`, or `*`) that may open WebSockets and use
+    /// SSE and polling from a browser, besides the server's own origin. Empty: the server's
+    /// own origin and loopback origins only.
+    pub allowed_origins: Vec<String>,
     /// Hub: limits, queues, the store pipeline.
     pub hub: HubConfig,
     /// Where channel streams are kept.
@@ -38,6 +45,8 @@ pub struct Config {
     pub namespaces: BTreeMap<String, NamespaceOptions>,
     /// Server HTTP API (`/api/*`).
     pub api: ApiConfig,
+    /// Connection authentication (JWT).
+    pub auth: AuthConfig,
     /// WebSocket transport (`/ws`).
     pub websocket: WebSocketConfig,
     /// Server-Sent Events transport (`/sse`).
@@ -128,11 +137,13 @@ impl Default for Config {
             max_connections: 15_000,
             shutdown_grace_seconds: 5,
             tcp_user_timeout_seconds: 30,
+            allowed_origins: Vec::new(),
             hub: HubConfig::default(),
             store: StoreConfig::default(),
             channels: ChannelOptions::default(),
             namespaces: BTreeMap::new(),
             api: ApiConfig::default(),
+            auth: AuthConfig::default(),
             websocket: WebSocketConfig::default(),
             sse: SseConfig::default(),
             poll: PollConfig::default(),
@@ -207,16 +218,18 @@ pub enum ConfigError {
 }
 
 /// The top-level keys of [`Config`], for reading environment variables.
-const TOP_LEVEL_KEYS: [&str; 13] = [
+const TOP_LEVEL_KEYS: [&str; 15] = [
     "listen",
     "max_connections",
     "shutdown_grace_seconds",
     "tcp_user_timeout_seconds",
+    "allowed_origins",
     "hub",
     "store",
     "channels",
     "namespaces",
     "api",
+    "auth",
     "websocket",
     "sse",
     "poll",

@@ -16,14 +16,18 @@
 mod api;
 mod app;
 mod assets;
+mod audit;
+pub mod auth;
 pub mod config;
 mod error;
 pub mod metrics;
+mod origin;
 mod server;
 mod state;
 pub mod store;
 mod transport;
 
+pub use auth::AuthConfig;
 pub use config::{Config, ConfigError, LogFormat};
 pub use server::{Server, ServerError};
 pub use store::{StoreConfig, StoreKind};

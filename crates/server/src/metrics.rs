@@ -23,6 +23,15 @@ pub struct CodeLabel {
     pub code: &'static str,
 }
 
+/// Labels of a security refusal.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RefusalLabel {
+    /// Where it happened.
+    pub transport: &'static str,
+    /// Why (see `docs/security.md`).
+    pub reason: &'static str,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -46,6 +55,8 @@ pub struct Metrics {
     pub slow_consumer_disconnects: Family<TransportLabel, Counter>,
     /// TCP connections refused because `max_connections` was reached.
     pub connections_refused: Counter,
+    /// Authentication failures, permission denials, rate-limit and origin refusals.
+    pub refusals: Family<RefusalLabel, Counter>,
     /// Seconds from a publication's acceptance to its write to a socket (sampled once per
     /// write batch: the oldest item of the batch).
     pub delivery_latency_seconds: Histogram,
@@ -66,6 +77,7 @@ impl Metrics {
             errors: Family::default(),
             slow_consumer_disconnects: Family::default(),
             connections_refused: Counter::default(),
+            refusals: Family::default(),
             delivery_latency_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -114,6 +126,11 @@ impl Metrics {
             m.connections_refused.clone(),
         );
         registry.register(
+            "security_refusals",
+            "Authentication failures, permission denials, rate-limit and origin refusals, by reason",
+            m.refusals.clone(),
+        );
+        registry.register(
             "delivery_latency_seconds",
             "Publication accepted to written to a socket",
             m.delivery_latency_seconds.clone(),
@@ -125,6 +142,13 @@ impl Metrics {
     pub fn error(&self, transport: &'static str, code: &'static str) {
         self.errors
             .get_or_create(&CodeLabel { transport, code })
+            .inc();
+    }
+
+    /// Counts a security refusal.
+    pub fn refusal(&self, transport: &'static str, reason: &'static str) {
+        self.refusals
+            .get_or_create(&RefusalLabel { transport, reason })
             .inc();
     }
 

@@ -49,6 +49,9 @@ pub enum ServerError {
     /// The configuration does not hold together.
     #[error(transparent)]
     Config(#[from] crate::config::ConfigError),
+    /// A verification key or the JWKS URL of `[auth]` cannot be used.
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthConfigError),
 }
 
 /// A bound, not yet running server.
@@ -82,10 +85,16 @@ impl Server {
                 }
             })?;
         tracing::info!(kind = store.kind(), "store opened");
+        let auth = Arc::new(crate::auth::Authenticator::new(&config.auth)?);
+        if !auth.anonymous_allowed() {
+            tracing::info!("connections must present a token (auth.anonymous is off)");
+        }
         let state = AppState {
+            auth,
             hub: Hub::new(config.hub.clone(), namespaces, store),
             config: Arc::new(config),
             metrics: Arc::new(Metrics::new()),
+            audit: Arc::new(crate::audit::Audit::new()),
             started: std::time::Instant::now(),
             shutdown: CancellationToken::new(),
             tasks: TaskTracker::new(),

@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 use switchboard_core::Hub;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{config::Config, metrics::Metrics};
+use crate::{audit::Audit, auth::Authenticator, config::Config, metrics::Metrics};
 
 /// Shared state of one server; cheap to clone.
 #[derive(Clone)]
@@ -15,8 +15,12 @@ pub(crate) struct AppState {
     pub(crate) hub: Hub,
     /// The effective configuration.
     pub(crate) config: Arc<Config>,
+    /// Verifies connection and subscription tokens.
+    pub(crate) auth: Arc<Authenticator>,
     /// Metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// The rate-limited audit log of refusals.
+    pub(crate) audit: Arc<Audit>,
     /// When the server started.
     pub(crate) started: Instant,
     /// Cancelled when the server shuts down; long waits (SSE, long-poll) end on it.

@@ -5,6 +5,7 @@
 
 pub(crate) mod cursor;
 pub(crate) mod frames;
+pub(crate) mod identity;
 pub(crate) mod poll;
 pub(crate) mod query;
 pub(crate) mod sse;

@@ -410,8 +410,8 @@ async fn namespace_options_are_enforced_for_clients() {
                 persist: Some(false),
                 presence: Some(false),
                 join_leave: Some(false),
-                client_publish: Some(false),
-                client_history: Some(false),
+                publish: Some(switchboard_core::Access::NOBODY),
+                read_history: Some(switchboard_core::Access::NOBODY),
                 ..Default::default()
             },
         );

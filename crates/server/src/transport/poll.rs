@@ -5,22 +5,24 @@
 //! A waiting request registers a short-lived hub client whose subscriptions recover from the
 //! cursor atomically, so nothing published between the read and the wait is missed.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use axum::{
     body::Bytes,
-    extract::{RawQuery, State},
-    http::header,
+    extract::{ConnectInfo, RawQuery, State},
+    http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
-use switchboard_core::{Delivery, Recovery, SharedPublication, StreamPosition, SubscribeOptions};
+use switchboard_core::{
+    Action, Delivery, Recovery, SharedPublication, StreamPosition, SubscribeOptions,
+};
 
 use crate::{
     api::PublishBody,
     error::ApiError,
     metrics::{ConnectionGauge, TransportLabel},
     state::AppState,
-    transport::{cursor, query::Query},
+    transport::{cursor, identity, query::Query},
 };
 
 const TRANSPORT: &str = "poll";
@@ -28,13 +30,15 @@ const TRANSPORT: &str = "poll";
 /// `GET /poll?channel=…&cursor=…&wait=…&limit=…`.
 pub(crate) async fn read(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let label = TransportLabel {
         transport: TRANSPORT,
     };
     app.metrics.messages_in.get_or_create(&label).inc();
-    let result = poll(&app, raw.as_deref()).await;
+    let result = poll(&app, peer, &headers, raw.as_deref()).await;
     if let Err(e) = &result {
         app.metrics.error(TRANSPORT, e.code.as_str());
     }
@@ -59,9 +63,26 @@ impl Batch {
     }
 }
 
-async fn poll(app: &AppState, raw: Option<&str>) -> Result<Response, ApiError> {
+async fn poll(
+    app: &AppState,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+    raw: Option<&str>,
+) -> Result<Response, ApiError> {
     let cfg = &app.config.poll;
     let q = Query::parse(raw, cfg.max_channels)?;
+    let who =
+        identity::authenticate(app, headers, q.get("token"), TRANSPORT, Some(peer), false).await?;
+    // Reading a channel's publications is subscribing to it, one request at a time.
+    for ch in &q.channels {
+        if !who.auth.grants(ch) {
+            app.hub
+                .authorize(&who.auth.identity, ch, Action::Subscribe)
+                .inspect_err(|e| {
+                    identity::audit_denial(app, TRANSPORT, Some(peer), &who.auth, ch, e);
+                })?;
+        }
+    }
     let limit = q.number(
         "limit",
         100.min(cfg.max_batch as u64),
@@ -104,18 +125,27 @@ async fn poll(app: &AppState, raw: Option<&str>) -> Result<Response, ApiError> {
 
     // Nothing yet: wait as a short-lived subscriber, starting exactly at the cursor.
     let _gauge = ConnectionGauge::new(&app.metrics, "long_poll");
-    let client = app.hub.connect(None, None)?;
+    let client = app
+        .hub
+        .connect_as(who.auth.identity.clone(), who.auth.info.clone())?;
     for (i, ch) in q.channels.iter().enumerate() {
         let options = SubscribeOptions {
             since: Some(batch.positions[i].clone()),
             join_leave: false,
+            // Checked above.
+            granted: true,
         };
         batch.take(i, client.subscribe(ch, options).await?);
     }
     if batch.publications.is_empty() && batch.unrecovered.is_empty() {
+        // A wait never outlasts the token: the next request must bring a valid one.
+        let mut wait = Duration::from_secs(wait);
+        if let Some(exp) = who.auth.expires {
+            wait = wait.min(super::sse::until(exp));
+        }
         tokio::select! {
             () = client.outbox().notified() => {}
-            () = tokio::time::sleep(Duration::from_secs(wait)) => {}
+            () = tokio::time::sleep(wait) => {}
             () = app.shutdown.cancelled() => {}
         }
         let mut deliveries = Vec::new();
@@ -185,21 +215,40 @@ fn reply(app: &AppState, q: &Query, batch: &Batch) -> Response {
 /// `POST /poll` with `{"channel":…,"data":…}` or `"b64"`: publish for HTTP clients.
 pub(crate) async fn publish(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    RawQuery(raw): RawQuery,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let result: Result<Response, ApiError> = async {
+        let token = raw.as_deref().and_then(|q| {
+            form_urlencoded::parse(q.as_bytes())
+                .find(|(k, _)| k == "token")
+                .map(|(_, v)| v.into_owned())
+        });
+        let who = identity::authenticate(
+            &app,
+            &headers,
+            token.as_deref(),
+            TRANSPORT,
+            Some(peer),
+            true,
+        )
+        .await?;
         let body: PublishBody =
             crate::api::parse_body(&body, app.config.websocket.max_message_bytes)?;
         let channel = crate::api::channel(&body.channel)?;
         let data = crate::api::payload(body.data, body.b64)?;
-        // A publish from a browser is a client publish: the channel's options apply.
-        if !app.hub.channel_options(&channel).client_publish {
-            return Err(switchboard_core::HubError::PermissionDenied(
-                "clients may not publish to this channel",
-            )
-            .into());
-        }
-        let pos = app.hub.publish(&channel, data, None).await?;
+        // A publish from a browser is a client publish: the channel's rules apply.
+        app.hub
+            .authorize(&who.auth.identity, &channel, Action::Publish)
+            .inspect_err(|e| {
+                identity::audit_denial(&app, TRANSPORT, Some(peer), &who.auth, &channel, e);
+            })?;
+        let pos = app
+            .hub
+            .publish(&channel, data, identity::http_publisher(&who.auth))
+            .await?;
         app.metrics
             .publications
             .get_or_create(&TransportLabel {

@@ -3,11 +3,11 @@
 //! are encoded once and shared by every stream; only the `id:` line (the cursor of all the
 //! stream's channels) is per stream.
 
-use std::{convert::Infallible, time::Duration};
+use std::{convert::Infallible, net::SocketAddr, time::Duration};
 
 use axum::{
     body::Body,
-    extract::{RawQuery, State},
+    extract::{ConnectInfo, RawQuery, State},
     http::{HeaderMap, header},
     response::{IntoResponse, Response},
 };
@@ -20,7 +20,7 @@ use crate::{
     error::ApiError,
     metrics::{ConnectionGauge, TransportLabel},
     state::AppState,
-    transport::{cursor, frames, query::Query},
+    transport::{cursor, frames, identity, query::Query},
 };
 
 const TRANSPORT: &str = "sse";
@@ -28,20 +28,26 @@ const TRANSPORT: &str = "sse";
 /// `GET /sse?channel=…`.
 pub(crate) async fn stream(
     State(app): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
-    open(&app, &headers, raw.as_deref()).await.inspect_err(|e| {
-        app.metrics.error(TRANSPORT, e.code.as_str());
-    })
+    open(&app, peer, &headers, raw.as_deref())
+        .await
+        .inspect_err(|e| {
+            app.metrics.error(TRANSPORT, e.code.as_str());
+        })
 }
 
 async fn open(
     app: &AppState,
+    peer: SocketAddr,
     headers: &HeaderMap,
     raw: Option<&str>,
 ) -> Result<Response, ApiError> {
     let q = Query::parse(raw, app.config.sse.max_channels)?;
+    let who =
+        identity::authenticate(app, headers, q.get("token"), TRANSPORT, Some(peer), false).await?;
     let last_id = headers
         .get("last-event-id")
         .and_then(|v| v.to_str().ok())
@@ -52,14 +58,20 @@ async fn open(
         .transpose()?;
     let join_leave = q.flag("join_leave");
 
-    let client = app.hub.connect(None, None)?;
+    let client = app
+        .hub
+        .connect_as(who.auth.identity.clone(), who.auth.info.clone())?;
     let mut recoveries = Vec::with_capacity(q.channels.len());
     for (i, ch) in q.channels.iter().enumerate() {
         let options = SubscribeOptions {
             since: since.as_ref().map(|s| s[i].clone()),
             join_leave,
+            granted: who.auth.grants(ch),
         };
-        recoveries.push(client.subscribe(ch, options).await?);
+        let recovery = client.subscribe(ch, options).await.inspect_err(|e| {
+            identity::audit_denial(app, TRANSPORT, Some(peer), &who.auth, ch, e);
+        })?;
+        recoveries.push(recovery);
     }
 
     // Positions the id lines carry: a channel whose missed publications are still to be
@@ -134,6 +146,10 @@ async fn open(
             Duration::from_secs(app.config.sse.heartbeat_seconds),
         ),
         shutdown: app.shutdown.clone(),
+        expiry: who
+            .auth
+            .expires
+            .map(|exp| Box::pin(tokio::time::sleep(until(exp)))),
         done: false,
         batch: Vec::new(),
     };
@@ -157,6 +173,9 @@ struct StreamState {
     head: Option<Bytes>,
     heartbeat: tokio::time::Interval,
     shutdown: CancellationToken,
+    /// When the connection token expires: the stream ends with a 4003 `disconnect` event, and
+    /// the client reconnects with a new token (resuming from `Last-Event-ID`).
+    expiry: Option<std::pin::Pin<Box<tokio::time::Sleep>>>,
     done: bool,
     batch: Vec<Delivery>,
     /// Counts the stream as an open SSE connection until it ends.
@@ -207,12 +226,30 @@ async fn next_chunk(mut s: StreamState) -> Option<(Result<Bytes, Infallible>, St
             Some((Ok(Bytes::from(buf)), s))
         }
         _ = s.heartbeat.tick() => Some((Ok(Bytes::from_static(b": ping\n\n")), s)),
+        () = expired(s.expiry.as_mut()) => {
+            let mut buf = Vec::new();
+            disconnect_event(&mut buf, switchboard_proto::close::TOKEN_EXPIRED, "token expired", true);
+            s.done = true;
+            Some((Ok(Bytes::from(buf)), s))
+        }
         () = s.shutdown.cancelled() => {
             let mut buf = Vec::new();
             disconnect_event(&mut buf, switchboard_proto::close::GOING_AWAY, "server shutting down", true);
             s.done = true;
             Some((Ok(Bytes::from(buf)), s))
         }
+    }
+}
+
+/// How long from now until unix second `exp`.
+pub(crate) fn until(exp: u64) -> Duration {
+    Duration::from_secs(exp.saturating_sub(crate::auth::now_seconds()))
+}
+
+async fn expired(sleep: Option<&mut std::pin::Pin<Box<tokio::time::Sleep>>>) {
+    match sleep {
+        Some(s) => s.await,
+        None => std::future::pending().await,
     }
 }
 

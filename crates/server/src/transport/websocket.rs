@@ -20,7 +20,10 @@ use switchboard_websocket::{
 };
 use tokio::net::TcpStream;
 
-use crate::{error::ApiError, server::ConnectionPermit, state::AppState};
+use crate::{
+    auth::presented_token, error::ApiError, server::ConnectionPermit, state::AppState,
+    transport::identity,
+};
 
 /// Largest message the echo endpoint accepts (the Autobahn suite sends up to 16 MiB).
 const ECHO_MAX_MESSAGE_BYTES: usize = 16 << 20;
@@ -140,6 +143,31 @@ async fn start(app: AppState, mut req: Request, native: bool) -> Response {
         .get::<ConnectInfo<SocketAddr>>()
         .map(|c| c.0)
         .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)));
+    if native
+        && let crate::origin::Verdict::Refused(origin) =
+            crate::origin::check(&app.config.allowed_origins, req.headers())
+    {
+        return crate::origin::refuse(&app, "websocket", Some(peer), &origin);
+    }
+    // A token in the upgrade request authenticates before the upgrade; without one the
+    // client sends it in `connect` (browsers cannot set headers on a WebSocket).
+    let query_token = req.uri().query().and_then(|q| {
+        form_urlencoded::parse(q.as_bytes())
+            .find(|(k, _)| k == "token")
+            .map(|(_, v)| v.into_owned())
+    });
+    let cookie = app.auth.config().cookie.as_deref();
+    let auth = match presented_token(req.headers(), query_token.as_deref(), cookie) {
+        Some((token, _)) if native => match app.auth.connect(Some(token)).await {
+            Ok(a) => Some(a),
+            Err(e) => {
+                let err = identity::refuse_token(&app, "websocket", Some(peer), &e);
+                app.metrics.error("websocket", err.code.as_str());
+                return err.into_response();
+            }
+        },
+        _ => None,
+    };
 
     let mut resp = Response::new(axum::body::Body::empty());
     *resp.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
@@ -167,6 +195,7 @@ async fn start(app: AppState, mut req: Request, native: bool) -> Response {
         } else {
             ECHO_MAX_MESSAGE_BYTES
         },
+        auth,
     };
     let tasks = app.tasks.clone();
     tasks.spawn(async move {

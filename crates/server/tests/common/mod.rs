@@ -202,3 +202,27 @@ impl Ws {
         }
     }
 }
+
+impl Ws {
+    /// Connects to `path` with extra request headers (`Authorization`, `Origin`, `Cookie`…);
+    /// `Err` holds the HTTP status when the upgrade is refused.
+    pub async fn connect_with(
+        server: &TestServer,
+        path: &str,
+        headers: &[(&str, &str)],
+    ) -> Result<Self, u16> {
+        use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+        let mut req = server.ws_url(path).into_client_request().unwrap();
+        for (k, v) in headers {
+            req.headers_mut().insert(
+                axum::http::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        match tokio_tungstenite::connect_async(req).await {
+            Ok((inner, _)) => Ok(Self { inner, next_id: 1 }),
+            Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+            Err(e) => panic!("ws connect: {e}"),
+        }
+    }
+}

@@ -20,7 +20,9 @@ use std::{
 
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream::FuturesOrdered};
-use switchboard_core::{Client, Committed, Delivery, Disconnect, Outbox, SubscribeOptions};
+use switchboard_core::{
+    ChannelName, Client, Committed, Delivery, Disconnect, Outbox, RawJson, SubscribeOptions,
+};
 use switchboard_proto::{Command, ErrorCode, Format, Reply, Request, close};
 use switchboard_websocket::{
     Decoded, DeflateConfig, Message, MessageReader, OpCode, encode_close, encode_frame,
@@ -28,10 +30,12 @@ use switchboard_websocket::{
 use tokio::{net::TcpStream, time::Instant};
 
 use crate::{
+    audit::Refusal,
+    auth::{Authenticated, TokenError},
     metrics::{ConnectionGauge, TransportLabel},
     server::ConnectionPermit,
     state::AppState,
-    transport::frames::WsEncoding,
+    transport::{frames::WsEncoding, identity},
 };
 
 const TRANSPORT: &str = "websocket";
@@ -73,6 +77,19 @@ pub(super) struct Settings {
     pub(super) deflate: Option<DeflateConfig>,
     pub(super) echo: bool,
     pub(super) max_message_bytes: usize,
+    /// Who the upgrade request's token (header, query or cookie) says the connection is.
+    pub(super) auth: Option<Authenticated>,
+}
+
+/// What the connection's one timer waits for.
+#[derive(Debug, Clone, Copy)]
+enum Timer {
+    /// A token is required: `connect` must arrive by then.
+    Connect,
+    /// Send the `refresh` push, then wait for the expiry at `at`.
+    Refresh { expires: u64, at: Instant },
+    /// The token expires: close with 4003.
+    Expire,
 }
 
 /// How the session loop goes on.
@@ -99,6 +116,10 @@ pub(super) struct Session {
     reader: MessageReader,
     rbuf: BytesMut,
     client: Option<Client>,
+    /// Who the connection is, once known.
+    auth: Option<Authenticated>,
+    /// Connect deadline or token expiry; `None` for most connections (no allocation).
+    timer: Option<(Pin<Box<tokio::time::Sleep>>, Timer)>,
     inflight: FuturesOrdered<InFlight>,
     out: Vec<Bytes>,
     batch: Vec<Delivery>,
@@ -106,6 +127,13 @@ pub(super) struct Session {
     errors_logged: u32,
     _gauge: ConnectionGauge,
     _permit: Option<ConnectionPermit>,
+}
+
+async fn timer(t: Option<&mut (Pin<Box<tokio::time::Sleep>>, Timer)>) {
+    match t {
+        Some((sleep, _)) => sleep.as_mut().await,
+        None => std::future::pending().await,
+    }
 }
 
 async fn outbox_ready(outbox: Option<&Outbox>) {
@@ -138,8 +166,16 @@ impl Session {
                 TRANSPORT
             },
         );
+        let auth = settings.auth.clone();
+        let timer =
+            (auth.is_none() && !app.auth.anonymous_allowed() && !settings.echo).then(|| {
+                let wait = Duration::from_secs(app.config.auth.connect_timeout_seconds.max(1));
+                (Box::pin(tokio::time::sleep(wait)), Timer::Connect)
+            });
         Self {
             rbuf: BytesMut::from(&leftover[..]),
+            auth,
+            timer,
             app,
             stream,
             peer,
@@ -190,6 +226,7 @@ impl Session {
                     Flow::Continue
                 },
                 () = outbox_ready(outbox.as_deref()) => self.on_outbox(),
+                () = timer(self.timer.as_mut()) => self.on_timer(),
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() > silence_limit {
                         Flow::Close { code: close::NO_PONG, reason: "no pong".into(), push: true }
@@ -321,9 +358,11 @@ impl Session {
         }
         match switchboard_proto::decode(self.enc.format, data) {
             Ok(req) => self.command(req).await,
-            Err(e) => self.reply_error(e.id, e.code, &e.message),
+            Err(e) => {
+                self.reply_error(e.id, e.code, &e.message);
+                Flow::Continue
+            }
         }
-        Flow::Continue
     }
 
     fn reply_error(&mut self, id: Option<u64>, code: ErrorCode, message: &str) {
@@ -346,90 +385,300 @@ impl Session {
         }
     }
 
-    fn ensure_client(&mut self) -> Result<&Client, switchboard_core::HubError> {
+    /// The client, registering it (anonymous, or as the upgrade's token said) when the
+    /// first command is not `connect`. `None` when a token is required and none was given.
+    fn ensure_client(&mut self) -> Result<Option<&Client>, switchboard_core::HubError> {
         if self.client.is_none() {
-            self.client = Some(self.app.hub.connect(None, None)?);
+            let auth = match self.auth.clone() {
+                Some(a) => a,
+                None if self.app.auth.anonymous_allowed() => Authenticated::default(),
+                None => return Ok(None),
+            };
+            self.client = Some(
+                self.app
+                    .hub
+                    .connect_as(auth.identity.clone(), auth.info.clone())?,
+            );
+            self.set_auth(auth);
         }
-        // Just set above when it was missing.
-        self.client
-            .as_ref()
-            .ok_or(switchboard_core::HubError::ShuttingDown)
+        Ok(self.client.as_ref())
     }
 
-    async fn command(&mut self, req: Request) {
-        let id = req.id;
-        let hub = self.app.hub.clone();
-        let result: Result<(), switchboard_core::HubError> = async {
-            match req.command {
-                Command::Pong => {}
-                Command::Ping => self.reply(id, &Reply::Empty),
-                Command::Connect { info, .. } => {
-                    if self.client.is_some() {
-                        self.reply_error(id, ErrorCode::BadRequest, "already connected");
-                        return Ok(());
-                    }
-                    let client = hub.connect(None, info)?;
-                    let client_id = client.id().clone();
-                    self.client = Some(client);
-                    self.reply(
-                        id,
-                        &Reply::Connect {
-                            client: &client_id,
-                            version: crate::VERSION,
-                            ping_interval: self.app.config.websocket.ping_interval_seconds,
-                            max_message_bytes: self.settings.max_message_bytes,
-                        },
-                    );
+    /// Takes `auth` as the connection's and schedules its refresh push and expiry.
+    fn set_auth(&mut self, auth: Authenticated) {
+        self.timer = match auth.expires {
+            None => None,
+            Some(exp) => {
+                let left = super::super::sse::until(exp);
+                let before =
+                    Duration::from_secs(self.app.config.auth.refresh_before_seconds).min(left / 2);
+                let now = Instant::now();
+                Some((
+                    Box::pin(tokio::time::sleep_until(now + (left - before))),
+                    Timer::Refresh {
+                        expires: exp,
+                        at: now + left,
+                    },
+                ))
+            }
+        };
+        self.auth = Some(auth);
+    }
+
+    /// The connection's timer fired.
+    fn on_timer(&mut self) -> Flow {
+        let Some((sleep, kind)) = &mut self.timer else {
+            return Flow::Continue;
+        };
+        match *kind {
+            Timer::Connect => {
+                self.timer = None;
+                if self.client.is_some() {
+                    return Flow::Continue;
                 }
-                Command::Subscribe {
-                    channel,
-                    since,
-                    join_leave,
-                } => {
-                    let rec = self
-                        .ensure_client()?
-                        .subscribe(&channel, SubscribeOptions { since, join_leave })
-                        .await?;
-                    self.reply(id, &Reply::Subscribe(&rec));
-                }
-                Command::Unsubscribe { channel } => {
-                    self.ensure_client()?.unsubscribe(&channel)?;
-                    self.reply(id, &Reply::Empty);
-                }
-                Command::Publish { channel, data } => {
-                    // The offset is assigned now, in command order; the reply waits for the
-                    // commit while later commands go on.
-                    if self.inflight.len() >= MAX_PUBLISHES_IN_FLIGHT
-                        && let Some((id, result)) = self.inflight.next().await
-                    {
-                        self.on_committed(id, result);
-                    }
-                    let committed = self.ensure_client()?.submit(&channel, data).await?;
-                    self.inflight.push_back(InFlight { id, committed });
-                }
-                Command::Presence { channel } => {
-                    let clients = hub.presence(&channel)?;
-                    self.reply(id, &Reply::Presence(&clients));
-                }
-                Command::PresenceCount { channel } => {
-                    let count = hub.presence_count(&channel)?;
-                    self.reply(id, &Reply::PresenceCount(count));
-                }
-                Command::History {
-                    channel,
-                    limit,
-                    from,
-                } => {
-                    let page = self.ensure_client()?.history(&channel, from, limit).await?;
-                    self.reply(id, &Reply::History(&page));
+                self.refused("connect_timeout", "no connect within the connect timeout");
+                Flow::Close {
+                    code: close::CONNECT_TIMEOUT,
+                    reason: "connect timeout".into(),
+                    push: true,
                 }
             }
-            Ok(())
+            Timer::Refresh { expires, at } => {
+                sleep.as_mut().reset(at);
+                *kind = Timer::Expire;
+                let push = switchboard_proto::refresh_push(self.enc.format, expires);
+                self.out.push(self.enc.frame(&push));
+                Flow::Continue
+            }
+            Timer::Expire => {
+                self.timer = None;
+                self.refused("expired", "the connection token expired without a refresh");
+                Flow::Close {
+                    code: close::TOKEN_EXPIRED,
+                    reason: "token expired".into(),
+                    push: true,
+                }
+            }
         }
-        .await;
-        if let Err(e) = result {
+    }
+
+    /// Counts and logs a refusal of this connection.
+    fn refused(&self, reason: &'static str, detail: &str) {
+        self.app.audit.refused(
+            &self.app.metrics,
+            &Refusal {
+                transport: TRANSPORT,
+                reason,
+                peer: Some(self.peer),
+                user: self.auth.as_ref().and_then(Authenticated::user),
+                detail,
+            },
+        );
+    }
+
+    /// Replies with the token error and closes the connection with its code.
+    fn token_refused(&mut self, id: Option<u64>, e: &TokenError) -> Flow {
+        self.refused(e.reason(), &e.to_string());
+        self.reply_error(id, e.code(), &e.to_string());
+        Flow::Close {
+            code: e.close_code(),
+            reason: Cow::Owned(truncate(&e.to_string(), 120)),
+            push: true,
+        }
+    }
+
+    async fn connect(
+        &mut self,
+        id: Option<u64>,
+        token: Option<String>,
+        info: Option<RawJson>,
+    ) -> Flow {
+        if self.client.is_some() {
+            self.reply_error(id, ErrorCode::BadRequest, "already connected");
+            return Flow::Continue;
+        }
+        let auth = match (token, self.auth.take()) {
+            (Some(t), _) => self.app.auth.connect(Some(&t)).await,
+            (None, Some(upgrade)) => Ok(upgrade),
+            (None, None) => self.app.auth.connect(None).await,
+        };
+        let auth = match auth {
+            Ok(a) => a,
+            Err(e) => return self.token_refused(id, &e),
+        };
+        // The token's info, set by the application, wins over what the client says.
+        let info = auth.info.clone().or(info);
+        let client = match self.app.hub.connect_as(auth.identity.clone(), info) {
+            Ok(c) => c,
+            Err(e) => {
+                self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
+                return Flow::Continue;
+            }
+        };
+        let client_id = client.id().clone();
+        self.client = Some(client);
+        let expires = auth.expires;
+        let user = auth.user().cloned();
+        self.set_auth(auth);
+        self.reply(
+            id,
+            &Reply::Connect {
+                client: &client_id,
+                version: crate::VERSION,
+                ping_interval: self.app.config.websocket.ping_interval_seconds,
+                max_message_bytes: self.settings.max_message_bytes,
+                user: user.as_ref(),
+                expires,
+            },
+        );
+        Flow::Continue
+    }
+
+    async fn refresh(&mut self, id: Option<u64>, token: String) -> Flow {
+        let current = self.auth.clone().unwrap_or_default();
+        match self.app.auth.refresh(&current, &token).await {
+            Ok(next) => {
+                let expires = next.expires;
+                // The rules keep checking the claims the connection was registered with;
+                // the new token moves the expiry.
+                self.set_auth(Authenticated {
+                    identity: current.identity,
+                    channels: current.channels,
+                    info: current.info,
+                    expires,
+                });
+                self.reply(id, &Reply::Refresh { expires });
+                Flow::Continue
+            }
+            Err(e) => self.token_refused(id, &e),
+        }
+    }
+
+    async fn command(&mut self, req: Request) -> Flow {
+        let id = req.id;
+        match req.command {
+            Command::Pong => return Flow::Continue,
+            Command::Ping => {
+                self.reply(id, &Reply::Empty);
+                return Flow::Continue;
+            }
+            Command::Connect { info, token, .. } => return self.connect(id, token, info).await,
+            Command::Refresh { token } if self.client.is_some() => {
+                return self.refresh(id, token).await;
+            }
+            _ => {}
+        }
+        match self.ensure_client() {
+            Ok(Some(_)) => {}
+            Ok(None) => {
+                let e = TokenError::Required;
+                return self.token_refused(id, &e);
+            }
+            Err(e) => {
+                self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
+                return Flow::Continue;
+            }
+        }
+        let hub_result = self.hub_command(id, req.command).await;
+        if let Err((channel, e)) = hub_result {
+            if let (Some(channel), Some(auth)) = (&channel, &self.auth) {
+                identity::audit_denial(&self.app, TRANSPORT, Some(self.peer), auth, channel, &e);
+            }
             self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
         }
+        Flow::Continue
+    }
+
+    /// A command for the hub, once the connection is registered. Errors come with the
+    /// channel they concern, for the audit log.
+    async fn hub_command(
+        &mut self,
+        id: Option<u64>,
+        command: Command,
+    ) -> Result<(), (Option<ChannelName>, switchboard_core::HubError)> {
+        let Some(client) = self.client.as_ref() else {
+            return Err((None, switchboard_core::HubError::ShuttingDown));
+        };
+        let on = |channel: &ChannelName| {
+            let channel = channel.clone();
+            move |e| (Some(channel), e)
+        };
+        match command {
+            Command::Pong | Command::Ping | Command::Connect { .. } | Command::Refresh { .. } => {}
+            Command::Subscribe {
+                channel,
+                since,
+                join_leave,
+                token,
+            } => {
+                let auth = self.auth.clone().unwrap_or_default();
+                let granted = match token {
+                    None => auth.grants(&channel),
+                    Some(t) => match self.app.auth.subscription(&auth, &channel, &t).await {
+                        Ok(_) => true,
+                        Err(e) => {
+                            self.refused(
+                                e.reason(),
+                                &format!("subscription token for {channel}: {e}"),
+                            );
+                            self.reply_error(id, e.code(), &e.to_string());
+                            return Ok(());
+                        }
+                    },
+                };
+                let Some(client) = self.client.as_ref() else {
+                    return Err((None, switchboard_core::HubError::ShuttingDown));
+                };
+                let options = SubscribeOptions {
+                    since,
+                    join_leave,
+                    granted,
+                };
+                let rec = client
+                    .subscribe(&channel, options)
+                    .await
+                    .map_err(on(&channel))?;
+                self.reply(id, &Reply::Subscribe(&rec));
+            }
+            Command::Unsubscribe { channel } => {
+                client.unsubscribe(&channel).map_err(on(&channel))?;
+                self.reply(id, &Reply::Empty);
+            }
+            Command::Publish { channel, data } => {
+                // The offset is assigned now, in command order; the reply waits for the
+                // commit while later commands go on.
+                if self.inflight.len() >= MAX_PUBLISHES_IN_FLIGHT
+                    && let Some((id, result)) = self.inflight.next().await
+                {
+                    self.on_committed(id, result);
+                }
+                let Some(client) = self.client.as_ref() else {
+                    return Err((None, switchboard_core::HubError::ShuttingDown));
+                };
+                let committed = client.submit(&channel, data).await.map_err(on(&channel))?;
+                self.inflight.push_back(InFlight { id, committed });
+            }
+            Command::Presence { channel } => {
+                let clients = client.presence(&channel).map_err(on(&channel))?;
+                self.reply(id, &Reply::Presence(&clients));
+            }
+            Command::PresenceCount { channel } => {
+                let count = client.presence_count(&channel).map_err(on(&channel))?;
+                self.reply(id, &Reply::PresenceCount(count));
+            }
+            Command::History {
+                channel,
+                limit,
+                from,
+            } => {
+                let page = client
+                    .history(&channel, from, limit)
+                    .await
+                    .map_err(on(&channel))?;
+                self.reply(id, &Reply::History(&page));
+            }
+        }
+        Ok(())
     }
 
     fn on_committed(

@@ -1,0 +1,115 @@
+//! Who an HTTP request (an SSE stream, a poll, a WebSocket upgrade) is: finds its token,
+//! verifies it with the server's [`Authenticator`](crate::auth::Authenticator), and turns a
+//! refusal into an HTTP error with a metric and an audit line. Shared by every transport so
+//! none checks less than another.
+
+use std::net::SocketAddr;
+
+use axum::http::HeaderMap;
+use switchboard_core::{ChannelName, ClientId, ClientInfo, HubError};
+
+use crate::{
+    audit::Refusal,
+    auth::{Authenticated, TokenError, TokenSource, presented_token},
+    error::ApiError,
+    state::AppState,
+};
+
+/// An authenticated request and where its token came from.
+pub(crate) struct RequestIdentity {
+    pub(crate) auth: Authenticated,
+}
+
+/// Authenticates the request from its `Authorization` header, `token` query parameter or
+/// cookie (in that order); anonymous when it has none and the server allows it. A request
+/// that `changes_state` (a publish) authenticated by cookie must carry an `Origin` (the
+/// origin middleware has already refused disallowed ones): CSRF protection.
+pub(crate) async fn authenticate(
+    app: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    transport: &'static str,
+    peer: Option<SocketAddr>,
+    changes_state: bool,
+) -> Result<RequestIdentity, ApiError> {
+    let cookie = app.auth.config().cookie.as_deref();
+    let presented = presented_token(headers, query_token, cookie);
+    let source = presented.map(|(_, s)| s);
+    if changes_state
+        && source == Some(TokenSource::Cookie)
+        && headers.get(axum::http::header::ORIGIN).is_none()
+    {
+        app.audit.refused(
+            &app.metrics,
+            &Refusal {
+                transport,
+                reason: "csrf",
+                peer,
+                user: None,
+                detail: "a cookie-authenticated publish without an Origin header",
+            },
+        );
+        return Err(ApiError::new(
+            switchboard_proto::ErrorCode::OriginNotAllowed,
+            "a request authenticated by cookie that changes state must carry an Origin header",
+        ));
+    }
+    match app.auth.connect(presented.map(|(t, _)| t)).await {
+        Ok(auth) => Ok(RequestIdentity { auth }),
+        Err(e) => Err(refuse_token(app, transport, peer, &e)),
+    }
+}
+
+/// Counts, logs and converts a token refusal.
+pub(crate) fn refuse_token(
+    app: &AppState,
+    transport: &'static str,
+    peer: Option<SocketAddr>,
+    e: &TokenError,
+) -> ApiError {
+    app.audit.refused(
+        &app.metrics,
+        &Refusal {
+            transport,
+            reason: e.reason(),
+            peer,
+            user: None,
+            detail: &e.to_string(),
+        },
+    );
+    ApiError::new(e.code(), e.to_string())
+}
+
+/// Counts and logs a permission denial (the error itself goes back to the client).
+pub(crate) fn audit_denial(
+    app: &AppState,
+    transport: &'static str,
+    peer: Option<SocketAddr>,
+    auth: &Authenticated,
+    channel: &ChannelName,
+    e: &HubError,
+) {
+    if let HubError::PermissionDenied(why) = e {
+        app.audit.refused(
+            &app.metrics,
+            &Refusal {
+                transport,
+                reason: "permission_denied",
+                peer,
+                user: auth.user(),
+                detail: &format!("{why} ({channel})"),
+            },
+        );
+    }
+}
+
+/// The publisher's info for a publication made over plain HTTP (`POST /poll`).
+pub(crate) fn http_publisher(auth: &Authenticated) -> Option<std::sync::Arc<ClientInfo>> {
+    auth.user().map(|user| {
+        std::sync::Arc::new(ClientInfo {
+            client: ClientId::random(),
+            user: Some(user.clone()),
+            conn_info: auth.info.clone(),
+        })
+    })
+}
