@@ -10,7 +10,7 @@ use axum::{
 };
 use switchboard_proto::ErrorCode;
 
-use crate::{api, assets, error::ApiError, origin, state::AppState, transport};
+use crate::{api, assets, error::ApiError, limits, origin, state::AppState, transport};
 
 /// Every route of the server.
 pub(crate) fn router(state: AppState) -> Router {
@@ -21,6 +21,10 @@ pub(crate) fn router(state: AppState) -> Router {
             "/poll",
             get(transport::poll::read).post(transport::poll::publish),
         )
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            limits::per_ip,
+        ))
         .layer(middleware::from_fn_with_state(state.clone(), origin::cors));
     let mut router = Router::new()
         .route("/ws", get(transport::websocket::upgrade))

@@ -14,6 +14,7 @@ use switchboard_core::{ChannelOptions, HubConfig, NamespaceOptions, Namespaces};
 
 use crate::{
     auth::AuthConfig,
+    limits::LimitsConfig,
     store::{StoreConfig, StoreKind},
 };
 use thiserror::Error;
@@ -47,6 +48,8 @@ pub struct Config {
     pub api: ApiConfig,
     /// Connection authentication (JWT).
     pub auth: AuthConfig,
+    /// Rate and count limits against floods.
+    pub limits: LimitsConfig,
     /// WebSocket transport (`/ws`).
     pub websocket: WebSocketConfig,
     /// Server-Sent Events transport (`/sse`).
@@ -144,6 +147,7 @@ impl Default for Config {
             namespaces: BTreeMap::new(),
             api: ApiConfig::default(),
             auth: AuthConfig::default(),
+            limits: LimitsConfig::default(),
             websocket: WebSocketConfig::default(),
             sse: SseConfig::default(),
             poll: PollConfig::default(),
@@ -218,7 +222,7 @@ pub enum ConfigError {
 }
 
 /// The top-level keys of [`Config`], for reading environment variables.
-const TOP_LEVEL_KEYS: [&str; 15] = [
+const TOP_LEVEL_KEYS: [&str; 16] = [
     "listen",
     "max_connections",
     "shutdown_grace_seconds",
@@ -230,6 +234,7 @@ const TOP_LEVEL_KEYS: [&str; 15] = [
     "namespaces",
     "api",
     "auth",
+    "limits",
     "websocket",
     "sse",
     "poll",
@@ -322,6 +327,16 @@ impl Config {
             (1..=3600).contains(&self.tcp_user_timeout_seconds),
             "tcp_user_timeout_seconds",
             "must be 1..=3600",
+        )?;
+        range(
+            (1..=3600).contains(&self.limits.handshake_timeout_seconds),
+            "limits.handshake_timeout_seconds",
+            "must be 1..=3600",
+        )?;
+        range(
+            self.limits.connections_per_ip >= 1,
+            "limits.connections_per_ip",
+            "must be at least 1",
         )?;
         range(
             self.max_connections >= 1,

@@ -20,6 +20,7 @@ mod audit;
 pub mod auth;
 pub mod config;
 mod error;
+pub mod limits;
 pub mod metrics;
 mod origin;
 mod server;

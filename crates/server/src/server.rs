@@ -90,6 +90,7 @@ impl Server {
             tracing::info!("connections must present a token (auth.anonymous is off)");
         }
         let state = AppState {
+            limits: crate::limits::Limits::new(&config.limits),
             auth,
             hub: Hub::new(config.hub.clone(), namespaces, store),
             config: Arc::new(config),
@@ -146,6 +147,20 @@ impl Server {
                 drop(stream);
                 continue;
             };
+            let slot = match state.limits.admit(peer.ip()) {
+                Ok(slot) => slot,
+                Err(limit) => {
+                    // Holds its max_connections permit while it lingers, which bounds these.
+                    tracker.spawn(refuse_connection(
+                        state.clone(),
+                        stream,
+                        peer,
+                        limit,
+                        permit,
+                    ));
+                    continue;
+                }
+            };
             let _ = stream.set_nodelay(true);
             // A peer that vanished without closing (power loss, network cut) stops
             // acknowledging: the kernel drops the connection after this long, which ends its
@@ -155,12 +170,17 @@ impl Server {
             ));
             let router = router.clone();
             let token = state.shutdown.clone();
+            let handshake = Duration::from_secs(state.config.limits.handshake_timeout_seconds);
             tracker.spawn(serve_connection(
                 stream,
                 peer,
                 router,
                 token,
-                Arc::new(permit),
+                Arc::new(Held {
+                    _permit: permit,
+                    _slot: slot,
+                }),
+                handshake,
             ));
         }
         tracing::info!("shutting down");
@@ -192,7 +212,8 @@ async fn serve_connection(
     peer: SocketAddr,
     router: Router,
     token: CancellationToken,
-    permit: Arc<OwnedSemaphorePermit>,
+    permit: Arc<Held>,
+    handshake: Duration,
 ) {
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
@@ -204,7 +225,7 @@ async fn serve_connection(
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
-        .header_read_timeout(Duration::from_secs(10))
+        .header_read_timeout(handshake)
         .max_buf_size(64 << 10);
     let conn = builder
         .serve_connection(TokioIo::new(stream), service)
@@ -222,7 +243,65 @@ async fn serve_connection(
     }
 }
 
-/// One slot of `max_connections`, held by a TCP connection and by whatever outlives its HTTP
-/// exchange (an upgraded WebSocket), so upgraded connections stay counted.
+/// One slot of `max_connections` (and of its IP's `limits.connections_per_ip`), held by a TCP
+/// connection and by whatever outlives its HTTP exchange (an upgraded WebSocket), so upgraded
+/// connections stay counted.
 #[derive(Clone)]
-pub(crate) struct ConnectionPermit(#[allow(dead_code)] pub(crate) Arc<OwnedSemaphorePermit>);
+pub(crate) struct ConnectionPermit(#[allow(dead_code)] pub(crate) Arc<Held>);
+
+/// What a connection holds while it lives.
+pub(crate) struct Held {
+    _permit: OwnedSemaphorePermit,
+    _slot: crate::limits::IpSlot,
+}
+
+/// Refuses a connection over a per-IP limit: a `429` (whatever the request; a browser sees a
+/// failed request or upgrade), a metric and an audit line. Reads what the client sent for at
+/// most a second so that closing does not reset the connection before the reply is read.
+async fn refuse_connection(
+    state: AppState,
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    limit: crate::limits::Limit,
+    _permit: OwnedSemaphorePermit,
+) {
+    state.audit.refused(
+        &state.metrics,
+        &crate::audit::Refusal {
+            transport: "tcp",
+            reason: limit.reason(),
+            peer: Some(peer),
+            user: None,
+            detail: limit.message(),
+        },
+    );
+    let body = switchboard_proto::error(
+        switchboard_proto::Format::Json,
+        None,
+        switchboard_proto::ErrorCode::RateLimited,
+        limit.message(),
+    );
+    let mut resp = format!(
+        "HTTP/1.1 429 Too Many Requests\r\ncontent-type: application/json\r\ncontent-length: {}\r\nretry-after: 1\r\nconnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    resp.extend_from_slice(&body);
+    // A fresh socket's send buffer takes this whole.
+    if stream.try_write(&resp).is_err() {
+        return;
+    }
+    let drain = async {
+        let mut scratch = [0u8; 4096];
+        let mut left = 64usize << 10;
+        while left > 0 && stream.readable().await.is_ok() {
+            match stream.try_read(&mut scratch) {
+                Ok(0) => break,
+                Ok(n) => left = left.saturating_sub(n),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                Err(_) => break,
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}

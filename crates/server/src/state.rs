@@ -6,7 +6,7 @@ use std::{sync::Arc, time::Instant};
 use switchboard_core::Hub;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{audit::Audit, auth::Authenticator, config::Config, metrics::Metrics};
+use crate::{audit::Audit, auth::Authenticator, config::Config, limits::Limits, metrics::Metrics};
 
 /// Shared state of one server; cheap to clone.
 #[derive(Clone)]
@@ -19,6 +19,8 @@ pub(crate) struct AppState {
     pub(crate) auth: Arc<Authenticator>,
     /// Metrics.
     pub(crate) metrics: Arc<Metrics>,
+    /// Rate and count limits.
+    pub(crate) limits: Arc<Limits>,
     /// The rate-limited audit log of refusals.
     pub(crate) audit: Arc<Audit>,
     /// When the server started.

@@ -245,6 +245,9 @@ pub(crate) async fn publish(
             .inspect_err(|e| {
                 identity::audit_denial(&app, TRANSPORT, Some(peer), &who.auth, &channel, e);
             })?;
+        app.limits
+            .publication(who.auth.user())
+            .map_err(|l| crate::limits::refused(&app, TRANSPORT, Some(peer), who.auth.user(), l))?;
         let pos = app
             .hub
             .publish(&channel, data, identity::http_publisher(&who.auth))

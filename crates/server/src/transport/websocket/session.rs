@@ -32,6 +32,7 @@ use tokio::{net::TcpStream, time::Instant};
 use crate::{
     audit::Refusal,
     auth::{Authenticated, TokenError},
+    limits::Limit,
     metrics::{ConnectionGauge, TransportLabel},
     server::ConnectionPermit,
     state::AppState,
@@ -121,6 +122,10 @@ pub(super) struct Session {
     /// Connect deadline or token expiry; `None` for most connections (no allocation).
     timer: Option<(Pin<Box<tokio::time::Sleep>>, Timer)>,
     inflight: FuturesOrdered<InFlight>,
+    /// This connection's command rate (`None`: unlimited).
+    bucket: Option<governor::DefaultDirectRateLimiter>,
+    /// Commands refused for rate since the last one accepted.
+    limited_in_a_row: u32,
     out: Vec<Bytes>,
     batch: Vec<Delivery>,
     last_seen: Instant,
@@ -172,6 +177,11 @@ impl Session {
                 let wait = Duration::from_secs(app.config.auth.connect_timeout_seconds.max(1));
                 (Box::pin(tokio::time::sleep(wait)), Timer::Connect)
             });
+        let bucket = if settings.echo {
+            None
+        } else {
+            app.limits.connection_bucket()
+        };
         Self {
             rbuf: BytesMut::from(&leftover[..]),
             auth,
@@ -184,6 +194,8 @@ impl Session {
             reader,
             client: None,
             inflight: FuturesOrdered::new(),
+            bucket,
+            limited_in_a_row: 0,
             out: Vec::new(),
             batch: Vec::new(),
             last_seen: Instant::now(),
@@ -554,8 +566,40 @@ impl Session {
         }
     }
 
+    /// Refuses a command over a rate limit; closes with 4008 when the client keeps at it.
+    fn rate_limited(&mut self, id: Option<u64>, limit: Limit) -> Flow {
+        let user = self.auth.as_ref().and_then(Authenticated::user);
+        let e = crate::limits::refused(&self.app, TRANSPORT, Some(self.peer), user, limit);
+        let bytes = switchboard_proto::error(self.enc.format, id, e.code, &e.message);
+        self.out.push(self.enc.frame(&bytes));
+        self.limited_in_a_row += 1;
+        if self.limited_in_a_row >= self.app.config.limits.max_rate_limited_in_a_row.max(1) {
+            return Flow::Close {
+                code: close::RATE_LIMITED,
+                reason: "too many requests".into(),
+                push: true,
+            };
+        }
+        Flow::Continue
+    }
+
     async fn command(&mut self, req: Request) -> Flow {
         let id = req.id;
+        if !matches!(req.command, Command::Pong)
+            && let Some(bucket) = &self.bucket
+            && bucket.check().is_err()
+        {
+            return self.rate_limited(id, Limit::Commands);
+        }
+        if matches!(req.command, Command::Publish { .. })
+            && let Err(limit) = self
+                .app
+                .limits
+                .publication(self.auth.as_ref().and_then(Authenticated::user))
+        {
+            return self.rate_limited(id, limit);
+        }
+        self.limited_in_a_row = 0;
         match req.command {
             Command::Pong => return Flow::Continue,
             Command::Ping => {
