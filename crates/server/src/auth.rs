@@ -1,10 +1,10 @@
 //! Connection authentication: who a connection is, from the JWT it presents (or none, when
 //! anonymous connections are allowed), for every transport alike.
 //!
-//! [`Authenticator`] is built once from `[auth]` and shared. Transports find the token
-//! ([`presented_token`]: the `connect` command on WebSocket; `Authorization: Bearer`, the
+//! `Authenticator` is built once from `[auth]` and shared. Transports find the token
+//! (`presented_token`: the `connect` command on WebSocket; `Authorization: Bearer`, the
 //! `token` query parameter or the configured cookie on every transport), call
-//! [`Authenticator::connect`], and get an [`Authenticated`]: the hub [`Identity`] the
+//! `Authenticator::connect`, and get an `Authenticated`: the hub [`Identity`] the
 //! permission rules check, when the token expires, the channels it grants and the presence
 //! info it carries. Refusals are [`TokenError`]s with a code for the reply, a close code, and
 //! a reason label for metrics and the audit log. Nothing here touches a socket.

@@ -5,7 +5,7 @@
 //! "IP" for everyone); per-connection and per-user limits apply to everyone.
 //!
 //! Maps keyed by client input (addresses, user ids) are bounded: idle entries are dropped
-//! every few seconds, and a map that still grows past [`MAX_KEYS`] starts over (counted).
+//! every few seconds, and a map that still grows past `MAX_KEYS` starts over (counted).
 
 use std::{
     collections::HashMap,
