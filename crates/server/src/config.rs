@@ -16,6 +16,7 @@ use crate::{
     auth::AuthConfig,
     limits::LimitsConfig,
     store::{StoreConfig, StoreKind},
+    tls::TlsConfig,
 };
 use thiserror::Error;
 
@@ -50,6 +51,8 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Rate and count limits against floods.
     pub limits: LimitsConfig,
+    /// HTTPS/WSS served directly.
+    pub tls: TlsConfig,
     /// WebSocket transport (`/ws`).
     pub websocket: WebSocketConfig,
     /// Server-Sent Events transport (`/sse`).
@@ -148,6 +151,7 @@ impl Default for Config {
             api: ApiConfig::default(),
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
+            tls: TlsConfig::default(),
             websocket: WebSocketConfig::default(),
             sse: SseConfig::default(),
             poll: PollConfig::default(),
@@ -222,7 +226,7 @@ pub enum ConfigError {
 }
 
 /// The top-level keys of [`Config`], for reading environment variables.
-const TOP_LEVEL_KEYS: [&str; 16] = [
+const TOP_LEVEL_KEYS: [&str; 17] = [
     "listen",
     "max_connections",
     "shutdown_grace_seconds",
@@ -235,6 +239,7 @@ const TOP_LEVEL_KEYS: [&str; 16] = [
     "api",
     "auth",
     "limits",
+    "tls",
     "websocket",
     "sse",
     "poll",

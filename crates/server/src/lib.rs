@@ -26,12 +26,14 @@ mod origin;
 mod server;
 mod state;
 pub mod store;
+pub mod tls;
 mod transport;
 
 pub use auth::AuthConfig;
 pub use config::{Config, ConfigError, LogFormat};
 pub use server::{Server, ServerError};
 pub use store::{StoreConfig, StoreKind};
+pub use tls::{TlsConfig, TlsError};
 
 /// The server's version.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -32,6 +32,13 @@ pub struct RefusalLabel {
     pub reason: &'static str,
 }
 
+/// Label: an outcome.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabel {
+    /// What happened (`timeout`, `error`, `ok`, …).
+    pub outcome: &'static str,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -57,6 +64,10 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Authentication failures, permission denials, rate-limit and origin refusals.
     pub refusals: Family<RefusalLabel, Counter>,
+    /// TLS handshakes that failed, by `timeout` or `error`.
+    pub tls_handshake_failures: Family<OutcomeLabel, Counter>,
+    /// Certificate reloads (SIGHUP), by `ok` or `error`.
+    pub tls_reloads: Family<OutcomeLabel, Counter>,
     /// Seconds from a publication's acceptance to its write to a socket (sampled once per
     /// write batch: the oldest item of the batch).
     pub delivery_latency_seconds: Histogram,
@@ -78,6 +89,8 @@ impl Metrics {
             slow_consumer_disconnects: Family::default(),
             connections_refused: Counter::default(),
             refusals: Family::default(),
+            tls_handshake_failures: Family::default(),
+            tls_reloads: Family::default(),
             delivery_latency_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
@@ -129,6 +142,16 @@ impl Metrics {
             "security_refusals",
             "Authentication failures, permission denials, rate-limit and origin refusals, by reason",
             m.refusals.clone(),
+        );
+        registry.register(
+            "tls_handshake_failures",
+            "TLS handshakes that failed or timed out",
+            m.tls_handshake_failures.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "TLS certificate reloads (SIGHUP), by outcome",
+            m.tls_reloads.clone(),
         );
         registry.register(
             "delivery_latency_seconds",

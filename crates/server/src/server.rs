@@ -16,7 +16,13 @@ use tokio::{
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 use tower_service::Service;
 
-use crate::{app, config::Config, metrics::Metrics, state::AppState};
+use crate::{
+    app,
+    config::Config,
+    metrics::{Metrics, OutcomeLabel},
+    state::AppState,
+    tls::Tls,
+};
 
 /// Why the server could not start.
 #[derive(Debug, Error)]
@@ -52,6 +58,9 @@ pub enum ServerError {
     /// A verification key or the JWKS URL of `[auth]` cannot be used.
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthConfigError),
+    /// The TLS certificate or key of `[tls]` cannot be used.
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 /// A bound, not yet running server.
@@ -59,6 +68,7 @@ pub struct Server {
     listener: TcpListener,
     state: AppState,
     router: Router,
+    tls: Option<Arc<Tls>>,
 }
 
 impl Server {
@@ -73,6 +83,7 @@ impl Server {
             }
         })?;
         let namespaces = config.namespaces()?;
+        let tls = Tls::new(&config.tls, &config.store.data_dir)?.map(Arc::new);
         let store =
             crate::store::open(&config.store, config.hub_store_timeout()).map_err(|source| {
                 ServerError::Store {
@@ -105,7 +116,19 @@ impl Server {
             listener,
             state,
             router,
+            tls,
         })
+    }
+
+    /// `https` when serving TLS, else `http`.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls.is_some() { "https" } else { "http" }
+    }
+
+    /// The certificate file served (TLS only): with `tls.self_signed`, the file to tell
+    /// clients to trust.
+    pub fn tls_certificate(&self) -> Option<&std::path::Path> {
+        self.tls.as_deref().map(Tls::cert_path)
     }
 
     /// The address actually bound (useful with port 0).
@@ -118,19 +141,28 @@ impl Server {
         &self.state.hub
     }
 
-    /// Serves until `shutdown` completes, then closes every connection gracefully.
+    /// Serves until `shutdown` completes, then closes every connection gracefully. With
+    /// TLS on, SIGHUP rereads the certificate and key files (on Unix).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {
         let Self {
             listener,
             state,
             router,
+            tls,
         } = self;
         let tracker = TaskTracker::new();
         let permits = Arc::new(Semaphore::new(state.config.max_connections));
+        let mut hangup = Hangup::new(tls.is_some());
         tokio::pin!(shutdown);
         loop {
             let (stream, peer) = tokio::select! {
                 () = &mut shutdown => break,
+                () = hangup.recv() => {
+                    if let Some(tls) = &tls {
+                        reload_tls(&state, tls);
+                    }
+                    continue;
+                }
                 accepted = listener.accept() => match accepted {
                     Ok(x) => x,
                     Err(e) => {
@@ -149,6 +181,14 @@ impl Server {
             };
             let slot = match state.limits.admit(peer.ip()) {
                 Ok(slot) => slot,
+                Err(limit) if tls.is_some() => {
+                    // No handshake is spent on a refused connection: it is closed at once.
+                    state
+                        .audit
+                        .refused(&state.metrics, &limit_refusal(peer, limit));
+                    drop(stream);
+                    continue;
+                }
                 Err(limit) => {
                     // Holds its max_connections permit while it lingers, which bounds these.
                     tracker.spawn(refuse_connection(
@@ -171,17 +211,59 @@ impl Server {
             let router = router.clone();
             let token = state.shutdown.clone();
             let handshake = Duration::from_secs(state.config.limits.handshake_timeout_seconds);
-            tracker.spawn(serve_connection(
-                stream,
-                peer,
-                router,
-                token,
-                Arc::new(Held {
-                    _permit: permit,
-                    _slot: slot,
-                }),
-                handshake,
-            ));
+            let held = Arc::new(Held {
+                _permit: permit,
+                _slot: slot,
+            });
+            match &tls {
+                None => {
+                    tracker.spawn(serve_connection(
+                        TokioIo::new(stream),
+                        peer,
+                        router,
+                        token,
+                        held,
+                        handshake,
+                    ));
+                }
+                Some(tls) => {
+                    let acceptor = tls.acceptor().clone();
+                    let metrics = state.metrics.clone();
+                    tracker.spawn(async move {
+                        // The handshake shares the slowloris deadline of the HTTP head.
+                        let accepted = tokio::select! {
+                            r = tokio::time::timeout(handshake, acceptor.accept(stream)) => r,
+                            () = token.cancelled() => return,
+                        };
+                        let outcome = match accepted {
+                            Ok(Ok(stream)) => {
+                                serve_connection(
+                                    TokioIo::new(stream),
+                                    peer,
+                                    router,
+                                    token,
+                                    held,
+                                    handshake,
+                                )
+                                .await;
+                                return;
+                            }
+                            Ok(Err(e)) => {
+                                tracing::debug!(%peer, error = %e, "TLS handshake failed");
+                                "error"
+                            }
+                            Err(_) => {
+                                tracing::debug!(%peer, "TLS handshake timed out");
+                                "timeout"
+                            }
+                        };
+                        metrics
+                            .tls_handshake_failures
+                            .get_or_create(&OutcomeLabel { outcome })
+                            .inc();
+                    });
+                }
+            }
         }
         tracing::info!("shutting down");
         state.hub.shutdown();
@@ -207,14 +289,16 @@ impl Server {
     }
 }
 
-async fn serve_connection(
-    stream: tokio::net::TcpStream,
+async fn serve_connection<I>(
+    io: I,
     peer: SocketAddr,
     router: Router,
     token: CancellationToken,
     permit: Arc<Held>,
     handshake: Duration,
-) {
+) where
+    I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
         req.extensions_mut()
@@ -227,9 +311,7 @@ async fn serve_connection(
         .timer(TokioTimer::new())
         .header_read_timeout(handshake)
         .max_buf_size(64 << 10);
-    let conn = builder
-        .serve_connection(TokioIo::new(stream), service)
-        .with_upgrades();
+    let conn = builder.serve_connection(io, service).with_upgrades();
     tokio::pin!(conn);
     let result = tokio::select! {
         r = conn.as_mut() => r,
@@ -265,16 +347,9 @@ async fn refuse_connection(
     limit: crate::limits::Limit,
     _permit: OwnedSemaphorePermit,
 ) {
-    state.audit.refused(
-        &state.metrics,
-        &crate::audit::Refusal {
-            transport: "tcp",
-            reason: limit.reason(),
-            peer: Some(peer),
-            user: None,
-            detail: limit.message(),
-        },
-    );
+    state
+        .audit
+        .refused(&state.metrics, &limit_refusal(peer, limit));
     let body = switchboard_proto::error(
         switchboard_proto::Format::Json,
         None,
@@ -304,4 +379,62 @@ async fn refuse_connection(
         }
     };
     let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+fn limit_refusal(peer: SocketAddr, limit: crate::limits::Limit) -> crate::audit::Refusal<'static> {
+    crate::audit::Refusal {
+        transport: "tcp",
+        reason: limit.reason(),
+        peer: Some(peer),
+        user: None,
+        detail: limit.message(),
+    }
+}
+
+fn reload_tls(state: &AppState, tls: &Tls) {
+    let outcome = match tls.reload() {
+        Ok(()) => {
+            tracing::info!(cert = %tls.cert_path().display(), "TLS certificate reloaded");
+            "ok"
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "TLS certificate not reloaded: still serving the previous one");
+            "error"
+        }
+    };
+    state
+        .metrics
+        .tls_reloads
+        .get_or_create(&OutcomeLabel { outcome })
+        .inc();
+}
+
+/// SIGHUP, when listened for (TLS on, Unix); otherwise never fires.
+struct Hangup(Option<tokio::signal::unix::Signal>);
+
+impl Hangup {
+    fn new(listen: bool) -> Self {
+        if !listen {
+            return Self(None);
+        }
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(s) => Self(Some(s)),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for SIGHUP: TLS certificates will not reload");
+                Self(None)
+            }
+        }
+    }
+
+    async fn recv(&mut self) {
+        match &mut self.0 {
+            Some(s) => {
+                if s.recv().await.is_none() {
+                    self.0 = None;
+                    std::future::pending::<()>().await;
+                }
+            }
+            None => std::future::pending().await,
+        }
+    }
 }

@@ -1,7 +1,8 @@
 //! The WebSocket transport on `/ws` (and the opt-in `/ws/echo`): checks the upgrade request,
 //! negotiates the subprotocol (wire format) and permessage-deflate, answers `101`, then takes
-//! the raw TCP stream from hyper and hands it to a [`session`].
+//! the raw TCP stream (or TCP stream and TLS state) from hyper and hands it to a [`session`].
 
+mod conn;
 mod session;
 
 use std::net::SocketAddr;
@@ -19,6 +20,7 @@ use switchboard_websocket::{
     validate_upgrade,
 };
 use tokio::net::TcpStream;
+use tokio_rustls::server::TlsStream;
 
 use crate::{
     auth::presented_token, error::ApiError, server::ConnectionPermit, state::AppState,
@@ -207,11 +209,17 @@ async fn start(app: AppState, mut req: Request, native: bool) -> Response {
             }
         };
         let (stream, leftover) = match upgraded.downcast::<TokioIo<TcpStream>>() {
-            Ok(parts) => (parts.io.into_inner(), parts.read_buf),
-            Err(_) => {
-                tracing::error!(%peer, "websocket upgrade on an unexpected stream type");
-                return;
-            }
+            Ok(parts) => (conn::Conn::Plain(parts.io.into_inner()), parts.read_buf),
+            Err(upgraded) => match upgraded.downcast::<TokioIo<TlsStream<TcpStream>>>() {
+                Ok(parts) => {
+                    let (tcp, tls) = parts.io.into_inner().into_inner();
+                    (conn::Conn::tls(tcp, tls), parts.read_buf)
+                }
+                Err(_) => {
+                    tracing::error!(%peer, "websocket upgrade on an unexpected stream type");
+                    return;
+                }
+            },
         };
         session::Session::new(app, stream, peer, leftover, settings, permit)
             .run()

@@ -1,5 +1,5 @@
 //! One WebSocket connection after the handshake: a single task that reads frames, answers
-//! commands, drains the hub outbox and pings, owning the raw `TcpStream`.
+//! commands, drains the hub outbox and pings, owning the raw stream ([`Conn`]: TCP or TLS).
 //!
 //! Memory while idle is kept small on purpose: no read buffer is held between reads (bytes
 //! are read into a stack buffer and only a partial frame is kept), no write buffer exists
@@ -11,7 +11,7 @@
 use std::{
     borrow::Cow,
     future::Future,
-    io::{self, IoSlice},
+    io,
     net::SocketAddr,
     pin::Pin,
     task::{Context, Poll},
@@ -27,7 +27,9 @@ use switchboard_proto::{Command, ErrorCode, Format, Reply, Request, close};
 use switchboard_websocket::{
     Decoded, DeflateConfig, Message, MessageReader, OpCode, encode_close, encode_frame,
 };
-use tokio::{net::TcpStream, time::Instant};
+use tokio::time::Instant;
+
+use super::conn::Conn;
 
 use crate::{
     audit::Refusal,
@@ -42,8 +44,6 @@ use crate::{
 const TRANSPORT: &str = "websocket";
 /// Most bytes read per wake-up before other work (writes, pings) gets a turn.
 const READ_BUDGET_BYTES: usize = 256 << 10;
-/// Slices handed to one `writev`.
-const MAX_IOVECS: usize = 64;
 /// How long a closing handshake may take.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Bad commands logged per connection; later ones are only counted in metrics, so a flood of
@@ -110,7 +110,7 @@ enum Flow {
 
 pub(super) struct Session {
     app: AppState,
-    stream: TcpStream,
+    stream: Conn,
     peer: SocketAddr,
     settings: Settings,
     enc: WsEncoding,
@@ -151,7 +151,7 @@ async fn outbox_ready(outbox: Option<&Outbox>) {
 impl Session {
     pub(super) fn new(
         app: AppState,
-        stream: TcpStream,
+        stream: Conn,
         peer: SocketAddr,
         leftover: Bytes,
         settings: Settings,
@@ -798,7 +798,7 @@ impl Session {
     /// blocked longer than `write_timeout_seconds` drops the client as a slow consumer.
     async fn flush(&mut self) -> io::Result<()> {
         let timeout = Duration::from_secs(self.app.config.websocket.write_timeout_seconds);
-        let result = write_all(&self.stream, &mut self.out, timeout).await;
+        let result = self.stream.write_all(&mut self.out, timeout).await;
         match &result {
             Ok(n) => {
                 self.app
@@ -852,10 +852,11 @@ impl Session {
             }
         };
         self.out.push(encode_close(code, &reason));
-        let stream = &self.stream;
+        self.stream.send_close_notify();
+        let stream = &mut self.stream;
         let sent = tokio::time::timeout(
             CLOSE_TIMEOUT,
-            write_all(stream, &mut self.out, CLOSE_TIMEOUT),
+            stream.write_all(&mut self.out, CLOSE_TIMEOUT),
         )
         .await;
         if wait_for_peer && matches!(sent, Ok(Ok(_))) {
@@ -866,13 +867,13 @@ impl Session {
     }
 }
 
-async fn drain_until_close(stream: &TcpStream) {
+async fn drain_until_close(stream: &mut Conn) {
     while stream.readable().await.is_ok() && discard_available(stream) {}
 }
 
 /// Reads and drops what is available; `false` once the peer is gone. Not async, so its
 /// buffer lives on the stack only during the call, not in every session's future.
-fn discard_available(stream: &TcpStream) -> bool {
+fn discard_available(stream: &mut Conn) -> bool {
     let mut scratch = [0u8; 4096];
     loop {
         match stream.try_read(&mut scratch) {
@@ -883,50 +884,6 @@ fn discard_available(stream: &TcpStream) -> bool {
             Err(_) => return false,
         }
     }
-}
-
-/// Writes every frame of `frames` (emptying it), returning the bytes written.
-async fn write_all(
-    stream: &TcpStream,
-    frames: &mut Vec<Bytes>,
-    timeout: Duration,
-) -> io::Result<usize> {
-    let mut written = 0;
-    let mut first = 0;
-    while first < frames.len() {
-        let slices: Vec<IoSlice<'_>> = frames[first..]
-            .iter()
-            .take(MAX_IOVECS)
-            .map(|b| IoSlice::new(b))
-            .collect();
-        match stream.try_write_vectored(&slices) {
-            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-            Ok(mut n) => {
-                written += n;
-                while n > 0 {
-                    let len = frames[first].len();
-                    if n >= len {
-                        n -= len;
-                        first += 1;
-                    } else {
-                        let rest = frames[first].slice(n..);
-                        frames[first] = rest;
-                        n = 0;
-                    }
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-                match tokio::time::timeout(timeout, stream.writable()).await {
-                    Ok(r) => r?,
-                    Err(_) => return Err(io::ErrorKind::TimedOut.into()),
-                }
-            }
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    frames.clear();
-    Ok(written)
 }
 
 fn truncate(s: &str, max: usize) -> String {
