@@ -55,6 +55,13 @@ pub struct ChannelOptions {
     /// Whether a `#` in a channel name limits it to the users listed after the last `#`
     /// (`dialog#42,43`: only users 42 and 43 may subscribe, publish or read it).
     pub user_limited: bool,
+    /// Whether a client's subscribe is also put to the application's backend (the server's
+    /// subscribe hook), which may refuse it. Grants (subscription tokens, the `channels`
+    /// claim) skip the hook.
+    pub subscribe_hook: bool,
+    /// Whether a client's publication is first put to the application's backend (the
+    /// server's publish hook), which may refuse it or replace its data.
+    pub publish_hook: bool,
 }
 
 impl Default for ChannelOptions {
@@ -71,6 +78,8 @@ impl Default for ChannelOptions {
             read_presence: Access::ANYONE,
             read_history: Access::ANYONE,
             user_limited: true,
+            subscribe_hook: false,
+            publish_hook: false,
         }
     }
 }
@@ -124,6 +133,12 @@ pub struct NamespaceOptions {
     /// See [`ChannelOptions::user_limited`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub user_limited: Option<bool>,
+    /// See [`ChannelOptions::subscribe_hook`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub subscribe_hook: Option<bool>,
+    /// See [`ChannelOptions::publish_hook`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub publish_hook: Option<bool>,
 }
 
 impl NamespaceOptions {
@@ -149,6 +164,8 @@ impl NamespaceOptions {
                 .clone()
                 .unwrap_or_else(|| base.read_history.clone()),
             user_limited: self.user_limited.unwrap_or(base.user_limited),
+            subscribe_hook: self.subscribe_hook.unwrap_or(base.subscribe_hook),
+            publish_hook: self.publish_hook.unwrap_or(base.publish_hook),
         }
     }
 }

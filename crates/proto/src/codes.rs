@@ -42,15 +42,18 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// The channel's options turn this feature off (presence, join/leave events).
     NotAvailable,
-    /// The channel's options do not let clients do this (publish, read history).
+    /// The channel's options do not let clients do this (publish, read history), or the
+    /// application's backend (a subscribe, publish or rpc hook) refused it.
     PermissionDenied,
+    /// The application's connect hook refused the connection.
+    Forbidden,
     /// A bug; reported in the server log.
     Internal,
 }
 
 impl ErrorCode {
     /// Every code, for metrics pre-registration and docs tests.
-    pub const ALL: [ErrorCode; 19] = [
+    pub const ALL: [ErrorCode; 20] = [
         Self::BadRequest,
         Self::UnknownCommand,
         Self::InvalidChannel,
@@ -69,6 +72,7 @@ impl ErrorCode {
         Self::StoreUnavailable,
         Self::NotAvailable,
         Self::PermissionDenied,
+        Self::Forbidden,
         Self::Internal,
     ];
 
@@ -93,6 +97,7 @@ impl ErrorCode {
             Self::StoreUnavailable => "store_unavailable",
             Self::NotAvailable => "not_available",
             Self::PermissionDenied => "permission_denied",
+            Self::Forbidden => "forbidden",
             Self::Internal => "internal",
         }
     }
@@ -104,7 +109,10 @@ impl ErrorCode {
                 400
             }
             Self::Unauthorized | Self::TokenExpired => 401,
-            Self::NotAvailable | Self::PermissionDenied | Self::OriginNotAllowed => 403,
+            Self::NotAvailable
+            | Self::PermissionDenied
+            | Self::OriginNotAllowed
+            | Self::Forbidden => 403,
             Self::NotFound => 404,
             Self::AlreadySubscribed | Self::NotSubscribed => 409,
             Self::TooLarge => 413,
@@ -144,6 +152,8 @@ pub mod close {
     pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// A bug on the server.
     pub const INTERNAL_ERROR: u16 = 1011;
+    /// The application's backend (a hook) did not answer: reconnect later.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
     /// The client fell behind: its outgoing queue went over its bounds.
     pub const SLOW_CONSUMER: u16 = 4001;
     /// Nothing received for `ping_interval + pong_timeout`.
@@ -179,6 +189,7 @@ pub mod close {
             INVALID_PAYLOAD => "invalid_payload",
             MESSAGE_TOO_BIG => "message_too_big",
             INTERNAL_ERROR => "internal_error",
+            TRY_AGAIN_LATER => "try_again_later",
             SLOW_CONSUMER => "slow_consumer",
             NO_PONG => "no_pong",
             TOKEN_EXPIRED => "token_expired",

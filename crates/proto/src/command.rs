@@ -16,6 +16,8 @@ use crate::{Format, codes::ErrorCode};
 pub const MAX_HISTORY_LIMIT: usize = 1000;
 /// Publications returned by `history` when no limit is given.
 pub const DEFAULT_HISTORY_LIMIT: usize = 100;
+/// Longest `rpc` method name, in bytes.
+pub const MAX_METHOD_BYTES: usize = 255;
 
 /// A decoded command with its optional reply id.
 #[derive(Debug, Clone, PartialEq)]
@@ -87,6 +89,13 @@ pub enum Command {
         /// Where the page starts.
         from: Option<PageFrom>,
     },
+    /// A remote procedure call answered by the application's backend (the `rpc` hook).
+    Rpc {
+        /// The method name (1 to [`MAX_METHOD_BYTES`] bytes).
+        method: String,
+        /// The call's data (`null` when not given).
+        data: Payload,
+    },
     /// Round-trip probe.
     Ping,
     /// Answer to a server ping.
@@ -137,6 +146,8 @@ struct JsonCommand<'a> {
     #[serde(default)]
     token: Option<String>,
     #[serde(default)]
+    method: Option<String>,
+    #[serde(default)]
     limit: Option<u64>,
     #[serde(default)]
     after: Option<u64>,
@@ -165,6 +176,8 @@ struct MsgpackCommand {
     info: Option<rmpv::Value>,
     #[serde(default)]
     token: Option<String>,
+    #[serde(default)]
+    method: Option<String>,
     #[serde(default)]
     limit: Option<u64>,
     #[serde(default)]
@@ -206,6 +219,7 @@ struct Fields<'a> {
     version: Option<String>,
     info: Option<Result<RawJson, String>>,
     token: Option<String>,
+    method: Option<String>,
     limit: Option<u64>,
     after: Option<u64>,
     before: Option<u64>,
@@ -260,6 +274,7 @@ fn decode_json(frame: &[u8]) -> Result<Request, DecodeError> {
             .info
             .map(|raw| Ok(RawJson::new(Bytes::copy_from_slice(raw.get().as_bytes())))),
         token: c.token,
+        method: c.method,
         limit: c.limit,
         after: c.after,
         before: c.before,
@@ -298,6 +313,7 @@ fn decode_msgpack(frame: &[u8]) -> Result<Request, DecodeError> {
         version: c.version,
         info,
         token: c.token,
+        method: c.method,
         limit: c.limit,
         after: c.after,
         before: c.before,
@@ -389,6 +405,23 @@ fn fields(f: Fields<'_>) -> Result<Request, DecodeError> {
                 limit,
                 from,
             }
+        }
+        "rpc" => {
+            let method = f
+                .method
+                .ok_or_else(|| bad(id, ErrorCode::BadRequest, "missing field `method`"))?;
+            if method.is_empty() || method.len() > MAX_METHOD_BYTES {
+                return Err(bad(
+                    id,
+                    ErrorCode::BadRequest,
+                    format!("`method` must be 1..={MAX_METHOD_BYTES} bytes"),
+                ));
+            }
+            let data = match f.data {
+                None => Payload::Json(Bytes::from_static(b"null")),
+                Some(d) => d.map_err(|m| bad(id, ErrorCode::InvalidData, m))?,
+            };
+            Command::Rpc { method, data }
         }
         "ping" => Command::Ping,
         "pong" => Command::Pong,

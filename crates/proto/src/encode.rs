@@ -10,7 +10,7 @@ use std::{io::Write, sync::Arc};
 use base64::Engine;
 use rmpv::Value;
 use switchboard_core::{
-    ClientId, ClientInfo, HistoryPage, Payload, PresenceCount, PresenceEvent, Publication,
+    ClientId, ClientInfo, HistoryPage, Payload, PresenceCount, PresenceEvent, Publication, RawJson,
     Recovery, StreamPosition, UserId, UserMessage,
 };
 
@@ -51,6 +51,8 @@ pub enum Reply<'a> {
     PresenceCount(PresenceCount),
     /// `{publications, offset, epoch}`.
     History(&'a HistoryPage),
+    /// `{data}` (rpc): the application backend's answer, JSON.
+    Rpc(&'a RawJson),
 }
 
 /// Which presence push.
@@ -360,6 +362,11 @@ mod json {
                 position(b, &page.position);
                 b.push(b'}');
             }
+            Reply::Rpc(data) => {
+                b.extend_from_slice(b"{\"data\":");
+                b.extend_from_slice(data.as_bytes());
+                b.push(b'}');
+            }
         }
     }
 }
@@ -489,6 +496,7 @@ mod mp {
                 position(&mut f, &page.position);
                 map(f)
             }
+            Reply::Rpc(data) => map(vec![("data", json_to_value(data.as_bytes()))]),
         }
     }
 }

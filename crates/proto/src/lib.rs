@@ -9,7 +9,8 @@ mod encode;
 
 pub use codes::{ErrorCode, close, disconnect_close};
 pub use command::{
-    Command, DEFAULT_HISTORY_LIMIT, DecodeError, MAX_HISTORY_LIMIT, Request, decode,
+    Command, DEFAULT_HISTORY_LIMIT, DecodeError, MAX_HISTORY_LIMIT, MAX_METHOD_BYTES, Request,
+    decode,
 };
 pub use encode::{
     PresenceKind, Reply, disconnect_push, error, message_push, ping_push, presence_json,

@@ -278,3 +278,38 @@ fn the_refresh_push_and_reply_carry_the_expiry() {
     let b = reply(Format::Json, 9, &Reply::Refresh { expires: Some(5) });
     assert_eq!(b, br#"{"id":9,"result":{"expires":5}}"#);
 }
+
+#[test]
+fn rpc_decodes_with_its_method_and_data_and_its_answer_encodes_in_both_formats() {
+    let r = dec(r#"{"id":3,"cmd":"rpc","method":"add","data":{"a":1}}"#).unwrap();
+    assert_eq!(
+        r.command,
+        Command::Rpc {
+            method: "add".into(),
+            data: Payload::Json(Bytes::from_static(br#"{"a":1}"#)),
+        }
+    );
+    // No data is null data.
+    let r = dec(r#"{"id":3,"cmd":"rpc","method":"now"}"#).unwrap();
+    assert!(
+        matches!(r.command, Command::Rpc { data: Payload::Json(ref d), .. } if d.as_ref() == b"null")
+    );
+    for bad in [
+        r#"{"id":4,"cmd":"rpc"}"#.to_owned(),
+        r#"{"id":4,"cmd":"rpc","method":""}"#.to_owned(),
+        format!(
+            r#"{{"id":4,"cmd":"rpc","method":"{}"}}"#,
+            "m".repeat(MAX_METHOD_BYTES + 1)
+        ),
+    ] {
+        let e = dec(&bad).unwrap_err();
+        assert_eq!((e.id, e.code), (Some(4), ErrorCode::BadRequest), "{bad}");
+    }
+    let answer = switchboard_core::RawJson::new(Bytes::from_static(br#"{"sum":3}"#));
+    let json: Value =
+        serde_json::from_slice(&reply(Format::Json, 3, &Reply::Rpc(&answer))).unwrap();
+    assert_eq!(json, json!({"id":3,"result":{"data":{"sum":3}}}));
+    let mp: Value =
+        rmp_serde::from_slice(&reply(Format::MessagePack, 3, &Reply::Rpc(&answer))).unwrap();
+    assert_eq!(mp, json!({"id":3,"result":{"data":{"sum":3}}}));
+}

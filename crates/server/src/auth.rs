@@ -194,6 +194,8 @@ pub(crate) struct Authenticated {
     pub(crate) channels: Vec<String>,
     /// Presence info from the token's `info` claim (it wins over the client's).
     pub(crate) info: Option<RawJson>,
+    /// Admitted by the connect hook rather than a token: renewed by the refresh hook.
+    pub(crate) from_hook: bool,
 }
 
 impl Authenticated {
@@ -216,6 +218,7 @@ impl Authenticated {
             expires: claims.expires,
             channels: claims.channels,
             info: claims.info,
+            from_hook: false,
         }
     }
 }

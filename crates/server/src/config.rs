@@ -14,6 +14,7 @@ use switchboard_core::{ChannelOptions, HubConfig, NamespaceOptions, Namespaces};
 
 use crate::{
     auth::AuthConfig,
+    hooks::HooksConfig,
     limits::LimitsConfig,
     store::{StoreConfig, StoreKind},
     tls::TlsConfig,
@@ -53,6 +54,8 @@ pub struct Config {
     pub limits: LimitsConfig,
     /// HTTPS/WSS served directly.
     pub tls: TlsConfig,
+    /// The application backend's hooks (connect, refresh, subscribe, publish, rpc).
+    pub hooks: HooksConfig,
     /// WebSocket transport (`/ws`).
     pub websocket: WebSocketConfig,
     /// Server-Sent Events transport (`/sse`).
@@ -152,6 +155,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             limits: LimitsConfig::default(),
             tls: TlsConfig::default(),
+            hooks: HooksConfig::default(),
             websocket: WebSocketConfig::default(),
             sse: SseConfig::default(),
             poll: PollConfig::default(),
@@ -226,7 +230,7 @@ pub enum ConfigError {
 }
 
 /// The top-level keys of [`Config`], for reading environment variables.
-const TOP_LEVEL_KEYS: [&str; 17] = [
+const TOP_LEVEL_KEYS: [&str; 18] = [
     "listen",
     "max_connections",
     "shutdown_grace_seconds",
@@ -240,6 +244,7 @@ const TOP_LEVEL_KEYS: [&str; 17] = [
     "auth",
     "limits",
     "tls",
+    "hooks",
     "websocket",
     "sse",
     "poll",

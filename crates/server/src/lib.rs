@@ -22,6 +22,7 @@ pub mod config;
 mod error;
 pub mod limits;
 pub mod metrics;
+pub mod hooks;
 mod origin;
 mod server;
 mod state;
@@ -30,6 +31,7 @@ pub mod tls;
 mod transport;
 
 pub use auth::AuthConfig;
+pub use hooks::{HooksConfig, HooksConfigError};
 pub use config::{Config, ConfigError, LogFormat};
 pub use server::{Server, ServerError};
 pub use store::{StoreConfig, StoreKind};

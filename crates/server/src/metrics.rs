@@ -39,6 +39,16 @@ pub struct OutcomeLabel {
     pub outcome: &'static str,
 }
 
+/// Labels of a backend hook call.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct HookLabel {
+    /// `connect`, `refresh`, `subscribe`, `publish` or `rpc`.
+    pub hook: &'static str,
+    /// `allowed`, `denied`, `disconnect`, `timeout`, `overloaded`, `error` (`any` for the
+    /// duration histogram).
+    pub outcome: &'static str,
+}
+
 /// Every metric the server exports.
 pub struct Metrics {
     registry: Registry,
@@ -64,6 +74,10 @@ pub struct Metrics {
     pub connections_refused: Counter,
     /// Authentication failures, permission denials, rate-limit and origin refusals.
     pub refusals: Family<RefusalLabel, Counter>,
+    /// Backend hook calls, by hook and outcome.
+    pub hook_calls: Family<HookLabel, Counter>,
+    /// Seconds a backend hook call took, by hook.
+    pub hook_duration_seconds: Family<HookLabel, Histogram, fn() -> Histogram>,
     /// TLS handshakes that failed, by `timeout` or `error`.
     pub tls_handshake_failures: Family<OutcomeLabel, Counter>,
     /// Certificate reloads (SIGHUP), by `ok` or `error`.
@@ -89,6 +103,8 @@ impl Metrics {
             slow_consumer_disconnects: Family::default(),
             connections_refused: Counter::default(),
             refusals: Family::default(),
+            hook_calls: Family::default(),
+            hook_duration_seconds: Family::new_with_constructor(hook_histogram),
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
             delivery_latency_seconds: Histogram::new([
@@ -142,6 +158,16 @@ impl Metrics {
             "security_refusals",
             "Authentication failures, permission denials, rate-limit and origin refusals, by reason",
             m.refusals.clone(),
+        );
+        registry.register(
+            "hook_calls",
+            "Backend hook calls, by hook and outcome",
+            m.hook_calls.clone(),
+        );
+        registry.register(
+            "hook_duration_seconds",
+            "Seconds a backend hook call took, by hook",
+            m.hook_duration_seconds.clone(),
         );
         registry.register(
             "tls_handshake_failures",
@@ -261,4 +287,10 @@ impl Drop for ConnectionGauge {
     fn drop(&mut self) {
         self.gauge.dec();
     }
+}
+
+fn hook_histogram() -> Histogram {
+    Histogram::new([
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+    ])
 }

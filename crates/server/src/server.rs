@@ -61,6 +61,9 @@ pub enum ServerError {
     /// The TLS certificate or key of `[tls]` cannot be used.
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    /// A URL or header of `[hooks]` cannot be used.
+    #[error(transparent)]
+    Hooks(#[from] crate::hooks::HooksConfigError),
 }
 
 /// A bound, not yet running server.
@@ -100,12 +103,15 @@ impl Server {
         if !auth.anonymous_allowed() {
             tracing::info!("connections must present a token (auth.anonymous is off)");
         }
+        let metrics = Arc::new(Metrics::new());
+        let hooks = Arc::new(crate::hooks::Hooks::new(&config.hooks, metrics.clone())?);
         let state = AppState {
             limits: crate::limits::Limits::new(&config.limits),
             auth,
+            hooks,
             hub: Hub::new(config.hub.clone(), namespaces, store),
             config: Arc::new(config),
-            metrics: Arc::new(Metrics::new()),
+            metrics,
             audit: Arc::new(crate::audit::Audit::new()),
             started: std::time::Instant::now(),
             shutdown: CancellationToken::new(),

@@ -6,7 +6,10 @@ use std::{sync::Arc, time::Instant};
 use switchboard_core::Hub;
 use tokio_util::{sync::CancellationToken, task::TaskTracker};
 
-use crate::{audit::Audit, auth::Authenticator, config::Config, limits::Limits, metrics::Metrics};
+use crate::{
+    audit::Audit, auth::Authenticator, config::Config, hooks::Hooks, limits::Limits,
+    metrics::Metrics,
+};
 
 /// Shared state of one server; cheap to clone.
 #[derive(Clone)]
@@ -17,6 +20,8 @@ pub(crate) struct AppState {
     pub(crate) config: Arc<Config>,
     /// Verifies connection and subscription tokens.
     pub(crate) auth: Arc<Authenticator>,
+    /// The application backend's hooks.
+    pub(crate) hooks: Arc<Hooks>,
     /// Metrics.
     pub(crate) metrics: Arc<Metrics>,
     /// Rate and count limits.

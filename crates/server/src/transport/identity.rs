@@ -6,12 +6,13 @@
 use std::net::SocketAddr;
 
 use axum::http::HeaderMap;
-use switchboard_core::{ChannelName, ClientId, ClientInfo, HubError};
+use switchboard_core::{Action, ChannelName, ClientId, ClientInfo, HubError, Payload};
 
 use crate::{
     audit::Refusal,
     auth::{Authenticated, TokenError, TokenSource, presented_token},
     error::ApiError,
+    hooks::{Caller, ConnectInfo, Hook, HookError},
     state::AppState,
 };
 
@@ -54,10 +55,122 @@ pub(crate) async fn authenticate(
             "a request authenticated by cookie that changes state must carry an Origin header",
         ));
     }
+    if presented.is_none() && app.hooks.connect_enabled() {
+        // The connect hook sees the cookies: a publish it authenticates needs an Origin.
+        if changes_state && headers.get(axum::http::header::ORIGIN).is_none() {
+            app.audit.refused(
+                &app.metrics,
+                &Refusal {
+                    transport,
+                    reason: "csrf",
+                    peer,
+                    user: None,
+                    detail: "a publish authenticated by the connect hook without an Origin header",
+                },
+            );
+            return Err(ApiError::new(
+                switchboard_proto::ErrorCode::OriginNotAllowed,
+                "a request authenticated by the connect hook that changes state must carry an \
+                 Origin header",
+            ));
+        }
+        let forwarded = app.hooks.forwarded(headers);
+        let caller = Caller {
+            transport,
+            client: None,
+            user: None,
+            peer,
+        };
+        let request = ConnectInfo {
+            headers: forwarded.as_ref(),
+            ..ConnectInfo::default()
+        };
+        return match app.hooks.connect(caller, request).await {
+            Ok(auth) => Ok(RequestIdentity { auth }),
+            Err(e) => Err(refuse_hook(app, transport, peer, None, Hook::Connect, &e)),
+        };
+    }
     match app.auth.connect(presented.map(|(t, _)| t)).await {
         Ok(auth) => Ok(RequestIdentity { auth }),
         Err(e) => Err(refuse_token(app, transport, peer, &e)),
     }
+}
+
+/// Counts, logs (refusals only: failures are logged by the hooks) and converts a hook's
+/// refusal.
+pub(crate) fn refuse_hook(
+    app: &AppState,
+    transport: &'static str,
+    peer: Option<SocketAddr>,
+    auth: Option<&Authenticated>,
+    hook: Hook,
+    e: &HookError,
+) -> ApiError {
+    if !matches!(e, HookError::Unavailable(_)) {
+        app.audit.refused(
+            &app.metrics,
+            &Refusal {
+                transport,
+                reason: e.reason(),
+                peer,
+                user: auth.and_then(Authenticated::user),
+                detail: &e.to_string(),
+            },
+        );
+    }
+    ApiError::new(e.code(hook), e.to_string())
+}
+
+/// For a channel whose namespace has `subscribe_hook` (and that no token grants): checks
+/// the rules, then asks the application's backend. A no-op for other channels.
+pub(crate) async fn subscribe_hook(
+    app: &AppState,
+    transport: &'static str,
+    peer: Option<SocketAddr>,
+    auth: &Authenticated,
+    channel: &ChannelName,
+) -> Result<(), ApiError> {
+    if auth.grants(channel) || !app.hub.channel_options(channel).subscribe_hook {
+        return Ok(());
+    }
+    app.hub
+        .authorize(&auth.identity, channel, Action::Subscribe)
+        .inspect_err(|e| audit_denial(app, transport, peer, auth, channel, e))?;
+    let caller = Caller {
+        transport,
+        client: None,
+        user: auth.user(),
+        peer,
+    };
+    app.hooks
+        .subscribe(caller, channel)
+        .await
+        .map_err(|e| refuse_hook(app, transport, peer, Some(auth), Hook::Subscribe, &e))
+}
+
+/// For a channel whose namespace has `publish_hook`: asks the application's backend,
+/// which may refuse or replace the data. `data` unchanged for other channels.
+pub(crate) async fn publish_hook(
+    app: &AppState,
+    transport: &'static str,
+    peer: Option<SocketAddr>,
+    auth: &Authenticated,
+    channel: &ChannelName,
+    data: Payload,
+) -> Result<Payload, ApiError> {
+    if !app.hub.channel_options(channel).publish_hook {
+        return Ok(data);
+    }
+    let caller = Caller {
+        transport,
+        client: None,
+        user: auth.user(),
+        peer,
+    };
+    app.hooks
+        .publish(caller, channel, data)
+        .await
+        .map_err(|e| refuse_hook(app, transport, peer, Some(auth), Hook::Publish, &e))
 }
 
 /// Counts, logs and converts a token refusal.

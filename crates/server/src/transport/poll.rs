@@ -82,6 +82,7 @@ async fn poll(
                     identity::audit_denial(app, TRANSPORT, Some(peer), &who.auth, ch, e);
                 })?;
         }
+        identity::subscribe_hook(app, TRANSPORT, Some(peer), &who.auth, ch).await?;
     }
     let limit = q.number(
         "limit",
@@ -248,6 +249,8 @@ pub(crate) async fn publish(
         app.limits
             .publication(who.auth.user())
             .map_err(|l| crate::limits::refused(&app, TRANSPORT, Some(peer), who.auth.user(), l))?;
+        let data =
+            identity::publish_hook(&app, TRANSPORT, Some(peer), &who.auth, &channel, data).await?;
         let pos = app
             .hub
             .publish(&channel, data, identity::http_publisher(&who.auth))

@@ -61,6 +61,9 @@ async fn open(
     let client = app
         .hub
         .connect_as(who.auth.identity.clone(), who.auth.info.clone())?;
+    for ch in &q.channels {
+        identity::subscribe_hook(app, TRANSPORT, Some(peer), &who.auth, ch).await?;
+    }
     let mut recoveries = Vec::with_capacity(q.channels.len());
     for (i, ch) in q.channels.iter().enumerate() {
         let options = SubscribeOptions {

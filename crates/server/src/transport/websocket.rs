@@ -197,6 +197,11 @@ async fn start(app: AppState, mut req: Request, native: bool) -> Response {
         } else {
             ECHO_MAX_MESSAGE_BYTES
         },
+        forwarded: if auth.is_none() && native {
+            app.hooks.forwarded(req.headers())
+        } else {
+            None
+        },
         auth,
     };
     let tasks = app.tasks.clone();

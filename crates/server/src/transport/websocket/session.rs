@@ -21,7 +21,7 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use futures_util::{StreamExt, stream::FuturesOrdered};
 use switchboard_core::{
-    ChannelName, Client, Committed, Delivery, Disconnect, Outbox, RawJson, SubscribeOptions,
+    Action, ChannelName, Client, Committed, Delivery, Disconnect, Outbox, RawJson, SubscribeOptions,
 };
 use switchboard_proto::{Command, ErrorCode, Format, Reply, Request, close};
 use switchboard_websocket::{
@@ -34,6 +34,7 @@ use super::conn::Conn;
 use crate::{
     audit::Refusal,
     auth::{Authenticated, TokenError},
+    hooks::{Caller, ConnectInfo, ForwardedHeaders, Hook, HookError},
     limits::Limit,
     metrics::{ConnectionGauge, TransportLabel},
     server::ConnectionPermit,
@@ -80,6 +81,9 @@ pub(super) struct Settings {
     pub(super) max_message_bytes: usize,
     /// Who the upgrade request's token (header, query or cookie) says the connection is.
     pub(super) auth: Option<Authenticated>,
+    /// The upgrade request's headers for the connect hook (when it is on and no token came
+    /// with the upgrade); dropped once the connection is registered.
+    pub(super) forwarded: Option<ForwardedHeaders>,
 }
 
 /// What the connection's one timer waits for.
@@ -91,6 +95,9 @@ enum Timer {
     Refresh { expires: u64, at: Instant },
     /// The token expires: close with 4003.
     Expire,
+    /// A connection admitted by the connect hook: ask the refresh hook before it expires
+    /// at `at`.
+    HookRefresh { at: Instant },
 }
 
 /// How the session loop goes on.
@@ -238,7 +245,7 @@ impl Session {
                     Flow::Continue
                 },
                 () = outbox_ready(outbox.as_deref()) => self.on_outbox(),
-                () = timer(self.timer.as_mut()) => self.on_timer(),
+                () = timer(self.timer.as_mut()) => self.on_timer().await,
                 _ = ping.tick() => {
                     if self.last_seen.elapsed() > silence_limit {
                         Flow::Close { code: close::NO_PONG, reason: "no pong".into(), push: true }
@@ -397,26 +404,119 @@ impl Session {
         }
     }
 
-    /// The client, registering it (anonymous, or as the upgrade's token said) when the
-    /// first command is not `connect`. `None` when a token is required and none was given.
-    fn ensure_client(&mut self) -> Result<Option<&Client>, switchboard_core::HubError> {
-        if self.client.is_none() {
-            let auth = match self.auth.clone() {
-                Some(a) => a,
-                None if self.app.auth.anonymous_allowed() => Authenticated::default(),
-                None => return Ok(None),
-            };
-            self.client = Some(
-                self.app
-                    .hub
-                    .connect_as(auth.identity.clone(), auth.info.clone())?,
-            );
-            self.set_auth(auth);
+    /// Registers the client (anonymous, as the upgrade's token said, or as the connect hook
+    /// answers) when the first command is not `connect`. `Err` ends the connection: a token
+    /// is required and none was given, or the connect hook refused.
+    async fn ensure_client(&mut self, id: Option<u64>) -> Result<(), Flow> {
+        if self.client.is_some() {
+            return Ok(());
         }
-        Ok(self.client.as_ref())
+        let auth = match self.auth.clone() {
+            Some(a) => a,
+            None if self.app.hooks.connect_enabled() => {
+                match self.connect_hook(None, None, None).await {
+                    Ok(a) => a,
+                    Err(e) => return Err(self.hook_refused(id, Hook::Connect, &e)),
+                }
+            }
+            None if self.app.auth.anonymous_allowed() => Authenticated::default(),
+            None => return Err(self.token_refused(id, &TokenError::Required)),
+        };
+        match self
+            .app
+            .hub
+            .connect_as(auth.identity.clone(), auth.info.clone())
+        {
+            Ok(client) => {
+                self.client = Some(client);
+                self.settings.forwarded = None;
+                self.set_auth(auth);
+                Ok(())
+            }
+            Err(e) => {
+                self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
+                Err(Flow::Continue)
+            }
+        }
     }
 
-    /// Takes `auth` as the connection's and schedules its refresh push and expiry.
+    /// Asks the connect hook who this connection is. Nothing is delivered to a connection
+    /// before it is registered, so this is a plain wait.
+    async fn connect_hook(
+        &mut self,
+        name: Option<String>,
+        version: Option<String>,
+        info: Option<RawJson>,
+    ) -> Result<Authenticated, HookError> {
+        let caller = Caller {
+            transport: TRANSPORT,
+            client: None,
+            user: None,
+            peer: Some(self.peer),
+        };
+        let request = ConnectInfo {
+            headers: self.settings.forwarded.as_ref(),
+            name: name.as_deref(),
+            version: version.as_deref(),
+            info: info.as_ref(),
+        };
+        self.app.hooks.connect(caller, request).await
+    }
+
+    /// Counts, replies to and (when the hook's answer ends the connection) closes for a
+    /// hook's refusal.
+    fn hook_refused(&mut self, id: Option<u64>, hook: Hook, e: &HookError) -> Flow {
+        if !matches!(e, HookError::Unavailable(_)) {
+            self.refused(e.reason(), &e.to_string());
+        }
+        self.reply_error(id, e.code(hook), &e.to_string());
+        match e.close_code(hook) {
+            None => Flow::Continue,
+            Some(code) => Flow::Close {
+                code,
+                reason: Cow::Owned(truncate(&e.to_string(), 120)),
+                push: true,
+            },
+        }
+    }
+
+    /// Awaits `call` (a hook) while still delivering publications to this connection, so a
+    /// slow backend delays the command, not the connection's stream. `Err` when the
+    /// connection must end meanwhile.
+    async fn serve_while<T>(&mut self, call: impl Future<Output = T>) -> Result<T, Flow> {
+        tokio::pin!(call);
+        loop {
+            if !self.out.is_empty() && self.flush().await.is_err() {
+                return Err(Flow::Gone);
+            }
+            let outbox = self.client.as_ref().map(|c| c.outbox().clone());
+            tokio::select! {
+                r = &mut call => return Ok(r),
+                () = outbox_ready(outbox.as_deref()) => {
+                    let flow = self.on_outbox();
+                    if !matches!(flow, Flow::Continue) {
+                        return Err(flow);
+                    }
+                }
+            }
+        }
+    }
+
+    /// What hooks are told about this connection, owned so a call can run beside `&mut self`.
+    fn caller_parts(
+        &self,
+    ) -> (
+        Option<switchboard_core::ClientId>,
+        Option<switchboard_core::UserId>,
+    ) {
+        (
+            self.client.as_ref().map(|c| c.id().clone()),
+            self.auth.as_ref().and_then(Authenticated::user).cloned(),
+        )
+    }
+
+    /// Takes `auth` as the connection's and schedules its refresh (a push to the client,
+    /// or the refresh hook for a connection the connect hook admitted) and expiry.
     fn set_auth(&mut self, auth: Authenticated) {
         self.timer = match auth.expires {
             None => None,
@@ -425,24 +525,81 @@ impl Session {
                 let before =
                     Duration::from_secs(self.app.config.auth.refresh_before_seconds).min(left / 2);
                 let now = Instant::now();
-                Some((
-                    Box::pin(tokio::time::sleep_until(now + (left - before))),
-                    Timer::Refresh {
-                        expires: exp,
-                        at: now + left,
-                    },
-                ))
+                let refresh_at = now + (left - before);
+                Some(match (auth.from_hook, self.app.hooks.refresh_enabled()) {
+                    (false, _) => (
+                        Box::pin(tokio::time::sleep_until(refresh_at)),
+                        Timer::Refresh {
+                            expires: exp,
+                            at: now + left,
+                        },
+                    ),
+                    (true, true) => (
+                        Box::pin(tokio::time::sleep_until(refresh_at)),
+                        Timer::HookRefresh { at: now + left },
+                    ),
+                    // Nothing can renew it: the client reconnects and meets the connect hook.
+                    (true, false) => (
+                        Box::pin(tokio::time::sleep_until(now + left)),
+                        Timer::Expire,
+                    ),
+                })
             }
         };
         self.auth = Some(auth);
     }
 
+    /// Asks the refresh hook whether the connection goes on; retries an unavailable backend
+    /// every few seconds until the expiry.
+    async fn hook_refresh(&mut self, at: Instant) -> Flow {
+        let hooks = self.app.hooks.clone();
+        let (client, user) = self.caller_parts();
+        let peer = self.peer;
+        let call = async move {
+            hooks
+                .refresh(Caller {
+                    transport: TRANSPORT,
+                    client: client.as_ref(),
+                    user: user.as_ref(),
+                    peer: Some(peer),
+                })
+                .await
+        };
+        match self.serve_while(call).await {
+            Err(flow) => flow,
+            Ok(Ok(expires)) => {
+                if let Some(mut auth) = self.auth.clone() {
+                    auth.expires = expires;
+                    self.set_auth(auth);
+                }
+                Flow::Continue
+            }
+            Ok(Err(HookError::Unavailable(_))) => {
+                let retry = Instant::now() + Duration::from_secs(5);
+                self.timer = Some(if retry < at {
+                    (
+                        Box::pin(tokio::time::sleep_until(retry)),
+                        Timer::HookRefresh { at },
+                    )
+                } else {
+                    (Box::pin(tokio::time::sleep_until(at)), Timer::Expire)
+                });
+                Flow::Continue
+            }
+            Ok(Err(e)) => self.hook_refused(None, Hook::Refresh, &e),
+        }
+    }
+
     /// The connection's timer fired.
-    fn on_timer(&mut self) -> Flow {
+    async fn on_timer(&mut self) -> Flow {
         let Some((sleep, kind)) = &mut self.timer else {
             return Flow::Continue;
         };
         match *kind {
+            Timer::HookRefresh { at } => {
+                self.timer = None;
+                self.hook_refresh(at).await
+            }
             Timer::Connect => {
                 self.timer = None;
                 if self.client.is_some() {
@@ -503,6 +660,8 @@ impl Session {
         &mut self,
         id: Option<u64>,
         token: Option<String>,
+        name: Option<String>,
+        version: Option<String>,
         info: Option<RawJson>,
     ) -> Flow {
         if self.client.is_some() {
@@ -512,6 +671,12 @@ impl Session {
         let auth = match (token, self.auth.take()) {
             (Some(t), _) => self.app.auth.connect(Some(&t)).await,
             (None, Some(upgrade)) => Ok(upgrade),
+            (None, None) if self.app.hooks.connect_enabled() => {
+                match self.connect_hook(name, version, info.clone()).await {
+                    Ok(a) => Ok(a),
+                    Err(e) => return self.hook_refused(id, Hook::Connect, &e),
+                }
+            }
             (None, None) => self.app.auth.connect(None).await,
         };
         let auth = match auth {
@@ -529,6 +694,7 @@ impl Session {
         };
         let client_id = client.id().clone();
         self.client = Some(client);
+        self.settings.forwarded = None;
         let expires = auth.expires;
         let user = auth.user().cloned();
         self.set_auth(auth);
@@ -558,6 +724,7 @@ impl Session {
                     channels: current.channels,
                     info: current.info,
                     expires,
+                    from_hook: false,
                 });
                 self.reply(id, &Reply::Refresh { expires });
                 Flow::Continue
@@ -606,40 +773,46 @@ impl Session {
                 self.reply(id, &Reply::Empty);
                 return Flow::Continue;
             }
-            Command::Connect { info, token, .. } => return self.connect(id, token, info).await,
+            Command::Connect {
+                info,
+                token,
+                name,
+                version,
+            } => return self.connect(id, token, name, version, info).await,
             Command::Refresh { token } if self.client.is_some() => {
                 return self.refresh(id, token).await;
             }
             _ => {}
         }
-        match self.ensure_client() {
-            Ok(Some(_)) => {}
-            Ok(None) => {
-                let e = TokenError::Required;
-                return self.token_refused(id, &e);
-            }
-            Err(e) => {
+        if let Err(flow) = self.ensure_client(id).await {
+            return flow;
+        }
+        match self.hub_command(id, req.command).await {
+            Ok(flow) => flow,
+            Err((channel, e)) => {
+                if let (Some(channel), Some(auth)) = (&channel, &self.auth) {
+                    identity::audit_denial(
+                        &self.app,
+                        TRANSPORT,
+                        Some(self.peer),
+                        auth,
+                        channel,
+                        &e,
+                    );
+                }
                 self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
-                return Flow::Continue;
+                Flow::Continue
             }
         }
-        let hub_result = self.hub_command(id, req.command).await;
-        if let Err((channel, e)) = hub_result {
-            if let (Some(channel), Some(auth)) = (&channel, &self.auth) {
-                identity::audit_denial(&self.app, TRANSPORT, Some(self.peer), auth, channel, &e);
-            }
-            self.reply_error(id, ErrorCode::from_hub(&e), &e.to_string());
-        }
-        Flow::Continue
     }
 
     /// A command for the hub, once the connection is registered. Errors come with the
-    /// channel they concern, for the audit log.
+    /// channel they concern, for the audit log; a hook's answer may end the connection.
     async fn hub_command(
         &mut self,
         id: Option<u64>,
         command: Command,
-    ) -> Result<(), (Option<ChannelName>, switchboard_core::HubError)> {
+    ) -> Result<Flow, (Option<ChannelName>, switchboard_core::HubError)> {
         let Some(client) = self.client.as_ref() else {
             return Err((None, switchboard_core::HubError::ShuttingDown));
         };
@@ -666,10 +839,35 @@ impl Session {
                                 &format!("subscription token for {channel}: {e}"),
                             );
                             self.reply_error(id, e.code(), &e.to_string());
-                            return Ok(());
+                            return Ok(Flow::Continue);
                         }
                     },
                 };
+                if !granted && self.app.hub.channel_options(&channel).subscribe_hook {
+                    // The rules first: the backend is asked only about what they allow.
+                    self.app
+                        .hub
+                        .authorize(&auth.identity, &channel, Action::Subscribe)
+                        .map_err(on(&channel))?;
+                    let hooks = self.app.hooks.clone();
+                    let (client, user) = self.caller_parts();
+                    let peer = self.peer;
+                    let ch = channel.clone();
+                    let call = async move {
+                        let caller = Caller {
+                            transport: TRANSPORT,
+                            client: client.as_ref(),
+                            user: user.as_ref(),
+                            peer: Some(peer),
+                        };
+                        hooks.subscribe(caller, &ch).await
+                    };
+                    match self.serve_while(call).await {
+                        Err(flow) => return Ok(flow),
+                        Ok(Err(e)) => return Ok(self.hook_refused(id, Hook::Subscribe, &e)),
+                        Ok(Ok(())) => {}
+                    }
+                }
                 let Some(client) = self.client.as_ref() else {
                     return Err((None, switchboard_core::HubError::ShuttingDown));
                 };
@@ -689,6 +887,33 @@ impl Session {
                 self.reply(id, &Reply::Empty);
             }
             Command::Publish { channel, data } => {
+                let data = if self.app.hub.channel_options(&channel).publish_hook {
+                    let identity = self.auth.clone().unwrap_or_default().identity;
+                    self.app
+                        .hub
+                        .authorize(&identity, &channel, Action::Publish)
+                        .map_err(on(&channel))?;
+                    let hooks = self.app.hooks.clone();
+                    let (client, user) = self.caller_parts();
+                    let peer = self.peer;
+                    let ch = channel.clone();
+                    let call = async move {
+                        let caller = Caller {
+                            transport: TRANSPORT,
+                            client: client.as_ref(),
+                            user: user.as_ref(),
+                            peer: Some(peer),
+                        };
+                        hooks.publish(caller, &ch, data).await
+                    };
+                    match self.serve_while(call).await {
+                        Err(flow) => return Ok(flow),
+                        Ok(Err(e)) => return Ok(self.hook_refused(id, Hook::Publish, &e)),
+                        Ok(Ok(data)) => data,
+                    }
+                } else {
+                    data
+                };
                 // The offset is assigned now, in command order; the reply waits for the
                 // commit while later commands go on.
                 if self.inflight.len() >= MAX_PUBLISHES_IN_FLIGHT
@@ -721,8 +946,35 @@ impl Session {
                     .map_err(on(&channel))?;
                 self.reply(id, &Reply::History(&page));
             }
+            Command::Rpc { method, data } => {
+                if !self.app.hooks.rpc_enabled() {
+                    self.reply_error(
+                        id,
+                        ErrorCode::NotAvailable,
+                        "this server answers no rpc (hooks.rpc_url is not set)",
+                    );
+                    return Ok(Flow::Continue);
+                }
+                let hooks = self.app.hooks.clone();
+                let (client, user) = self.caller_parts();
+                let peer = self.peer;
+                let call = async move {
+                    let caller = Caller {
+                        transport: TRANSPORT,
+                        client: client.as_ref(),
+                        user: user.as_ref(),
+                        peer: Some(peer),
+                    };
+                    hooks.rpc(caller, &method, &data).await
+                };
+                match self.serve_while(call).await {
+                    Err(flow) => return Ok(flow),
+                    Ok(Err(e)) => return Ok(self.hook_refused(id, Hook::Rpc, &e)),
+                    Ok(Ok(answer)) => self.reply(id, &Reply::Rpc(&answer)),
+                }
+            }
         }
-        Ok(())
+        Ok(Flow::Continue)
     }
 
     fn on_committed(
