@@ -53,6 +53,11 @@ impl TestServer {
         }
     }
 
+    /// The server's data directory (its store, a self-signed certificate).
+    pub fn data_dir(&self) -> &std::path::Path {
+        self.data.as_ref().expect("set until drop").path()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }
