@@ -254,6 +254,32 @@ async fn forged_and_invalid_tokens_are_refused_and_others_keep_receiving() {
             4501,
         ),
     ];
+    // SSE and polling: the same tokens get HTTP 401 with the same codes.
+    let http = reqwest::Client::new();
+    for (what, token, reason, code) in &cases {
+        for (transport, path) in [("sse", "/sse?channel=feed"), ("poll", "/poll?channel=feed")] {
+            let before = refusals(&server, transport, reason).await;
+            let r = http
+                .get(server.url(path))
+                .bearer_auth(token)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 401, "{transport} {what}");
+            let body: Value = r.json().await.unwrap();
+            let want = if *code == 4003 {
+                "token_expired"
+            } else {
+                "unauthorized"
+            };
+            assert_eq!(body["error"]["code"], want, "{transport} {what}: {body}");
+            assert_eq!(
+                refusals(&server, transport, reason).await,
+                before + 1.0,
+                "{transport} {what}"
+            );
+        }
+    }
     for (what, token, reason, code) in cases {
         let before = refusals(&server, "websocket", reason).await;
         let (mut ws, r) = connect(&server, &token).await;
