@@ -28,10 +28,20 @@ export const CloseCode = Object.freeze({
   slow_consumer: 4001,
   /** The server received nothing for `ping_interval + pong_timeout`. */
   no_pong: 4002,
+  /** The connection token expired without a `refresh`: reconnect with a new token. */
+  token_expired: 4003,
   /** Disconnected by the application; may reconnect. */
   disconnected: 4004,
+  /** A token is required and no `connect` came within the server's connect timeout. */
+  connect_timeout: 4005,
+  /** The client kept exceeding its rate limits: reconnect after a pause. */
+  rate_limited: 4008,
   /** Disconnected by the application; must not reconnect. */
   disconnected_terminal: 4500,
+  /** The connection token was refused, or none was sent where one is required. */
+  unauthorized: 4501,
+  /** The application's connect hook refused the connection. */
+  forbidden: 4503,
 });
 
 /** First close code of the "reconnect and recover" range. */
@@ -71,8 +81,19 @@ export const ErrorCode = Object.freeze({
   already_subscribed: 'already_subscribed',
   /** 409: unsubscribed from a channel not subscribed. */
   not_subscribed: 'not_subscribed',
-  /** 401: missing or wrong API key. */
+  /**
+   * 401: a connection or subscription token that is malformed, forged, not yet valid, for
+   * another audience, issuer, user or channel; or no token where one is required.
+   */
   unauthorized: 'unauthorized',
+  /** 401: the token's `exp` is past: get a new one. */
+  token_expired: 'token_expired',
+  /** 429: too many commands, publications or connections in too short a time. */
+  rate_limited: 'rate_limited',
+  /** 502: the application's backend (a hook, the JWKS endpoint) failed or did not answer. */
+  backend_unavailable: 'backend_unavailable',
+  /** 403: the request's `Origin` is not allowed (or a cookie-authenticated publish has none). */
+  origin_not_allowed: 'origin_not_allowed',
   /** 404: no such endpoint. */
   not_found: 'not_found',
   /** 503: the server is shutting down. */
@@ -83,6 +104,8 @@ export const ErrorCode = Object.freeze({
   not_available: 'not_available',
   /** 403: the channel's options do not let clients do this (publish, read history). */
   permission_denied: 'permission_denied',
+  /** 403: the application's connect hook refused the connection (WebSocket close 4503). */
+  forbidden: 'forbidden',
   /** 500: a server bug. */
   internal: 'internal',
 });
@@ -105,7 +128,83 @@ export const ClientErrorCode = Object.freeze({
   bad_reply: 'bad_reply',
   /** A publication arrived with a higher offset than the next expected one. */
   gap: 'gap',
+  /**
+   * The `token` function threw, timed out or returned something else than a non-empty
+   * string. The client retries with backoff; it does not move to another transport.
+   */
+  token_unavailable: 'token_unavailable',
 });
+
+/**
+ * The error codes that refuse the connection itself, whatever the transport: a transport
+ * that meets one is not failing, so the client never falls back to the next transport for
+ * it. `token_expired` is retried with a newly fetched token (a bounded number of times);
+ * the others end the connection for good.
+ */
+const REFUSAL_CODES = new Set(['unauthorized', 'token_expired', 'forbidden', 'origin_not_allowed']);
+
+/**
+ * Whether an error code refuses the connection (see {@link REFUSAL_CODES}) rather than
+ * reporting a transport failure.
+ *
+ * @param {string} code
+ * @returns {boolean}
+ */
+export function isRefusalCode(code) {
+  return REFUSAL_CODES.has(code);
+}
+
+/**
+ * Whether an error met while connecting ends the attempt instead of moving down the chain
+ * of transports, since another transport would meet it too: a refusal (see
+ * {@link isRefusalCode}), a `token` function that gave no token (`token_unavailable`), or
+ * the server's own backend (the JWKS endpoint) failing (`backend_unavailable`).
+ *
+ * @param {string} code
+ * @returns {boolean}
+ */
+export function endsAttempt(code) {
+  return REFUSAL_CODES.has(code) || code === 'token_unavailable' || code === 'backend_unavailable';
+}
+
+/**
+ * The close code that stands for a refusal's error code, reported on every transport
+ * (HTTP transports have no close frame): 4501, 4003, 4503, or 0 for the others.
+ *
+ * @param {string} code
+ * @returns {number}
+ */
+export function refusalCloseCode(code) {
+  switch (code) {
+    case 'unauthorized':
+      return CloseCode.unauthorized;
+    case 'token_expired':
+      return CloseCode.token_expired;
+    case 'forbidden':
+      return CloseCode.forbidden;
+    default:
+      return 0;
+  }
+}
+
+/**
+ * The error code that stands for an authentication close code (4003, 4501, 4503), or null.
+ *
+ * @param {number} code
+ * @returns {'token_expired' | 'unauthorized' | 'forbidden' | null}
+ */
+export function refusalErrorCode(code) {
+  switch (code) {
+    case CloseCode.token_expired:
+      return 'token_expired';
+    case CloseCode.unauthorized:
+      return 'unauthorized';
+    case CloseCode.forbidden:
+      return 'forbidden';
+    default:
+      return null;
+  }
+}
 
 /** Characters allowed in a channel name besides ASCII letters and digits. */
 const CHANNEL_RE = /^[A-Za-z0-9:_\-./@=,#]{1,255}$/;

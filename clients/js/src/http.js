@@ -5,13 +5,17 @@
  * counting and the server's error bodies turned into {@link SwitchboardError}s; the position
  * look-up (`GET /poll` without a cursor) that starts a channel "from now" when it joins a
  * stream whose other channels resume from a cursor; publishing over `POST /poll`, in order;
- * and the round-trip-time probe of transports whose own requests are held open.
+ * the round-trip-time probe of transports whose own requests are held open; and, when a
+ * request or an SSE stream fails, the look-ups that tell a refused connection or a channel
+ * this connection may not read from a transport that does not work. Every request carries
+ * the connection token, if any, as `Authorization: Bearer`.
  */
 
 import { parseCursor } from './cursor.js';
 import { utf8Length } from './encoding.js';
 import { SwitchboardError, fromWireError } from './errors.js';
 import { toJson, toPublishResult } from './publication.js';
+import { redact } from './token.js';
 
 /**
  * @param {string} baseUrl http(s) base without trailing slash
@@ -33,10 +37,11 @@ export function buildUrl(baseUrl, path, params = []) {
  *
  * @param {import('./transport.js').TransportHost} host
  * @param {string} url
- * @param {{method?: 'GET' | 'POST', body?: unknown, timeoutMs: number, signal?: AbortSignal}} request
+ * @param {{method?: 'GET' | 'POST', body?: unknown, timeoutMs: number, signal?: AbortSignal, token?: string}} request
+ *   `token`: the connection token, sent as `Authorization: Bearer`
  * @returns {Promise<unknown>}
  */
-export async function requestJson(host, url, { method = 'GET', body, timeoutMs, signal }) {
+export async function requestJson(host, url, { method = 'GET', body, timeoutMs, signal, token }) {
   if (signal?.aborted) throw abortError(signal, method, url);
   const text = body === undefined ? undefined : toJson(body);
   const controller = new AbortController();
@@ -53,9 +58,12 @@ export async function requestJson(host, url, { method = 'GET', body, timeoutMs, 
     let replyText;
     try {
       const fetchImpl = host.config.fetch; // detached: some fetch implementations reject a foreign `this`
+      /** @type {Record<string, string>} */
+      const headers = text === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json' };
+      if (token) headers.authorization = `Bearer ${token}`;
       response = await fetchImpl(url, {
         method,
-        headers: text === undefined ? { accept: 'application/json' } : { 'content-type': 'application/json' },
+        headers,
         body: text,
         signal: controller.signal,
         cache: 'no-store',
@@ -64,7 +72,9 @@ export async function requestJson(host, url, { method = 'GET', body, timeoutMs, 
     } catch (err) {
       if (timedOut) throw new SwitchboardError('timeout', `${method} ${url}: no answer within ${timeoutMs} ms`);
       if (signal?.aborted) throw abortError(signal, method, url);
-      throw new SwitchboardError('connection_lost', `${method} ${url}: ${describe(err)}`, { cause: err });
+      throw new SwitchboardError('connection_lost', `${method} ${url}: ${redact(describe(err), token)}`, {
+        cause: err,
+      });
     }
     host.bytes(0, utf8Length(replyText));
     /** @type {unknown} */
@@ -126,19 +136,77 @@ export function toPollReply(raw) {
  * @param {import('./transport.js').TransportHost} host
  * @param {readonly string[]} channels
  * @param {AbortSignal} [signal]
+ * @param {string} [token] the connection token
  * @returns {Promise<{positions: Map<string, import('./cursor.js').StreamPosition>, elapsedMs: number}>}
  */
-export async function fetchPositions(host, channels, signal) {
+export async function fetchPositions(host, channels, signal, token) {
   const { config } = host;
   const url = buildUrl(config.baseUrl, config.paths.poll, channels.map((c) => ['channel', c]));
   const started = performance.now();
-  const reply = toPollReply(await requestJson(host, url, { timeoutMs: config.timeoutMs, signal }));
+  const reply = toPollReply(await requestJson(host, url, { timeoutMs: config.timeoutMs, signal, token }));
   const elapsedMs = performance.now() - started;
   const list = parseCursor(reply.cursor);
   if (list.length !== channels.length) {
     throw new SwitchboardError('bad_reply', `cursor ${reply.cursor} does not match ${channels.length} channels`);
   }
   return { positions: new Map(channels.map((c, i) => [c, list[i]])), elapsedMs };
+}
+
+/**
+ * Why a request or stream for `channels` failed, asked of `GET /poll` (no cursor: it only
+ * reads positions, through the same authentication and `subscribe` rules as `/sse`): the
+ * server's error, or null when that request works (the failure was the transport's).
+ *
+ * @param {import('./transport.js').TransportHost} host
+ * @param {readonly string[]} channels
+ * @param {string | undefined} token
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<SwitchboardError | null>}
+ */
+export async function probe(host, channels, token, signal) {
+  try {
+    await fetchPositions(host, channels, signal, token);
+    return null;
+  } catch (err) {
+    return err instanceof SwitchboardError && err.status !== undefined ? err : null;
+  }
+}
+
+/**
+ * After a `permission_denied` for a set of channels: asks about each one alone, and fails
+ * the subscriptions the server will not let this connection read (through
+ * `host.subscribeFailed`, which drops them). A subscription with a token is told that its
+ * token could not be sent: subscription tokens travel in the WebSocket `subscribe` command
+ * only.
+ *
+ * @param {import('./transport.js').TransportHost} host
+ * @param {readonly string[]} channels
+ * @param {string | undefined} token the connection token
+ * @param {string} transport named in the message of a subscription with a token
+ * @param {AbortSignal} [signal]
+ * @returns {Promise<number>} how many subscriptions failed
+ */
+export async function failDenied(host, channels, token, transport, signal) {
+  let failed = 0;
+  for (const channel of channels) {
+    const error = await probe(host, [channel], token, signal);
+    if (signal?.aborted) break;
+    const sub = host.subscription(channel);
+    if (!error || error.code !== 'permission_denied' || !sub) continue;
+    failed++;
+    host.subscribeFailed(
+      sub,
+      sub._tokens.configured
+        ? new SwitchboardError(
+            'permission_denied',
+            `${error.message} (the subscription token was not sent: subscription tokens need the ` +
+              `WebSocket transport; over ${transport}, the connection token's channels claim must name ${channel})`,
+            { status: error.status },
+          )
+        : error,
+    );
+  }
+  return failed;
 }
 
 /**
@@ -192,12 +260,14 @@ export class HttpPublisher {
   publish(channel, body) {
     const run = async () => {
       const { config } = this._host;
+      const token = await this._host.tokens.get();
       const started = performance.now();
       const reply = await requestJson(this._host, buildUrl(config.baseUrl, config.paths.poll), {
         method: 'POST',
         body: { channel, ...body },
         timeoutMs: config.timeoutMs,
         signal: this._controller.signal,
+        token,
       });
       this._host.rtt(performance.now() - started);
       return toPublishResult(reply);
@@ -248,12 +318,16 @@ export class HttpPinger {
   ping() {
     const channel = this._channel();
     if (channel === undefined) return;
-    fetchPositions(this._host, [channel], this._controller.signal).then(
-      ({ elapsedMs }) => {
-        if (!this._controller.signal.aborted) this._host.rtt(elapsedMs);
-      },
-      () => {},
-    );
+    const signal = this._controller.signal;
+    this._host.tokens
+      .get()
+      .then((token) => fetchPositions(this._host, [channel], signal, token))
+      .then(
+        ({ elapsedMs }) => {
+          if (!signal.aborted) this._host.rtt(elapsedMs);
+        },
+        () => {},
+      );
   }
 
   stop() {

@@ -6,12 +6,27 @@
  * `pollIntervalMs`). Each request names the subscribed channels and the cursor built from
  * their positions, so a change of subscriptions just changes the next request; the request
  * in flight is aborted and nothing is lost. Publishes go over `POST /poll`.
+ *
+ * Every request carries the connection token as `Authorization: Bearer`, asked of the token
+ * source each time, so a token from a function is renewed before it expires (the server
+ * holds a long-poll no longer than its token lives). A refusal (401) goes to the host as is;
+ * channels the connection may not read (403) fail their subscriptions alone.
  */
 
+import { endsAttempt, refusalCloseCode } from './codes.js';
 import { formatCursor, parseCursor } from './cursor.js';
 import { SwitchboardError } from './errors.js';
-import { HttpPinger, HttpPublisher, buildUrl, fetchPositions, requestJson, toPollReply } from './http.js';
+import {
+  HttpPinger,
+  HttpPublisher,
+  buildUrl,
+  failDenied,
+  fetchPositions,
+  requestJson,
+  toPollReply,
+} from './http.js';
 import { toPublication } from './publication.js';
+import { tokenSubject } from './token.js';
 import { unsupportedCommand } from './transport.js';
 
 /** @typedef {import('./transport.js').Transport} Transport */
@@ -154,31 +169,51 @@ export class PollTransport {
         const channels = subs.map((s) => s.channel);
         this._channels = channels;
         if (channels.length === 0) break;
+        const token = await host.tokens.get();
+        if (!current()) return;
 
         // A cursor names every channel: a fresh channel beside resumed ones starts from its
         // current position, looked up first.
         /** @type {Map<string, import('./cursor.js').StreamPosition>} */
         const passed = new Map();
         for (const s of subs) if (s.position) passed.set(s.channel, s.position);
-        if (passed.size > 0 && passed.size < channels.length) {
-          const fresh = channels.filter((c) => !passed.has(c));
-          const { positions } = await fetchPositions(host, fresh, controller.signal);
-          if (!current()) return;
-          for (const [c, p] of positions) passed.set(c, p);
-        }
-        const cursor = passed.size > 0 ? formatCursor(channels.map((c) => /** @type {any} */ (passed.get(c)))) : null;
-        const wait = cursor === null || this.name === 'poll' ? 0 : config.longPollWaitSeconds;
-        /** @type {Array<[string, string]>} */
-        const params = channels.map((c) => ['channel', c]);
-        if (cursor !== null) params.push(['cursor', cursor]);
-        params.push(['wait', String(wait)], ['limit', String(config.pollLimit)]);
+        /** @type {string | null} */
+        let cursor = null;
+        let wait = 0;
+        let started = 0;
+        /** @type {unknown} */
+        let raw;
+        try {
+          if (passed.size > 0 && passed.size < channels.length) {
+            const fresh = channels.filter((c) => !passed.has(c));
+            const { positions } = await fetchPositions(host, fresh, controller.signal, token);
+            if (!current()) return;
+            for (const [c, p] of positions) passed.set(c, p);
+          }
+          cursor = passed.size > 0 ? formatCursor(channels.map((c) => /** @type {any} */ (passed.get(c)))) : null;
+          wait = cursor === null || this.name === 'poll' ? 0 : config.longPollWaitSeconds;
+          /** @type {Array<[string, string]>} */
+          const params = channels.map((c) => ['channel', c]);
+          if (cursor !== null) params.push(['cursor', cursor]);
+          params.push(['wait', String(wait)], ['limit', String(config.pollLimit)]);
 
-        const started = performance.now();
-        const raw = await requestJson(host, buildUrl(config.baseUrl, config.paths.poll, params), {
-          timeoutMs: wait * 1000 + config.timeoutMs,
-          signal: controller.signal,
-        });
+          started = performance.now();
+          raw = await requestJson(host, buildUrl(config.baseUrl, config.paths.poll, params), {
+            timeoutMs: wait * 1000 + config.timeoutMs,
+            signal: controller.signal,
+            token,
+          });
+        } catch (err) {
+          // Channels this connection may not read fail alone; the others go on polling.
+          if (current() && err instanceof SwitchboardError && err.code === 'permission_denied') {
+            const failed = await failDenied(host, channels, token, this.name, controller.signal);
+            if (!current()) return;
+            if (failed > 0) continue;
+          }
+          throw err;
+        }
         if (!current()) return;
+        host.authenticated(token === undefined ? null : tokenSubject(token));
         if (wait === 0) host.rtt(performance.now() - started);
         const reply = toPollReply(raw);
         const positions = parseCursor(reply.cursor);
@@ -202,11 +237,21 @@ export class PollTransport {
         return;
       }
       const message = err instanceof Error ? err.message : String(err);
+      // A refusal, or no token to be had: the host's to handle, not a failure of polling.
+      const refusal = err instanceof SwitchboardError && endsAttempt(err.code) ? err : null;
       if (!opened && first) {
-        first.reject(new SwitchboardError('transport_failed', `${this.name}: ${message}`, { cause: err }));
+        first.reject(refusal ?? new SwitchboardError('transport_failed', `${this.name}: ${message}`, { cause: err }));
         return;
       }
-      this._lose({ code: 0, reason: message, reconnect: true, failedToOpen: !this._everOpened });
+      /** @type {import('./transport.js').TransportLoss} */
+      const loss = {
+        code: refusal ? refusalCloseCode(refusal.code) : 0,
+        reason: message,
+        reconnect: true,
+        failedToOpen: !this._everOpened,
+      };
+      if (refusal) loss.error = refusal;
+      this._lose(loss);
     }
   }
 
@@ -269,7 +314,7 @@ export class PollTransport {
     if (this._done) return;
     if (!this._opened) {
       // Lost while opening: that is a failure to open, reported through open().
-      this._rejectOpen(new SwitchboardError('transport_failed', `${this.name}: ${loss.reason}`));
+      this._rejectOpen(loss.error ?? new SwitchboardError('transport_failed', `${this.name}: ${loss.reason}`));
       this.close();
       return;
     }

@@ -6,18 +6,32 @@
  * stream is reopened with a cursor (`lastEventId`) built from each subscription's position:
  * nothing is lost between the two streams and duplicates are dropped by offset. Reconnects
  * are the host's job, not `EventSource`'s: the stream is closed on its first error.
+ *
+ * The connection token goes as `?token=` (an `EventSource` cannot set headers). A stream ends
+ * at its token's `exp`, so a token from a function is renewed shortly before and the stream
+ * reopened with it, the same way. An `EventSource` does not say why a stream failed to open,
+ * so the transport asks `GET /poll` for the same channels with the same token: a refusal
+ * (401) goes to the host as is, and channels the connection may not read (403) fail their
+ * subscriptions alone; only a failure that request does not share is the transport's.
  */
 
-import { isTerminalCloseCode } from './codes.js';
+import { endsAttempt, isTerminalCloseCode, refusalErrorCode } from './codes.js';
 import { formatCursor } from './cursor.js';
 import { utf8Length } from './encoding.js';
 import { SwitchboardError } from './errors.js';
-import { HttpPinger, HttpPublisher, buildUrl, fetchPositions } from './http.js';
+import { HttpPinger, HttpPublisher, buildUrl, failDenied, fetchPositions, probe } from './http.js';
 import { toPublication } from './publication.js';
+import { redact, timerAt, tokenSubject } from './token.js';
 import { unsupportedCommand } from './transport.js';
 
 /** Most channels one SSE stream may carry (protocol limit). */
 export const MAX_SSE_CHANNELS = 32;
+
+/**
+ * Thrown by one try at a stream when some of its channels were refused (their subscriptions
+ * failed): the next try goes without them.
+ */
+class ChannelsRefused extends Error {}
 
 /** @typedef {import('./transport.js').Transport} Transport */
 
@@ -53,6 +67,8 @@ export class SseTransport {
     this._opened = false;
     /** @private @type {(error: SwitchboardError) => void} settles a pending open() */
     this._rejectOpen = () => {};
+    /** @private @type {{cancel: () => void} | null} renews the token before the stream ends */
+    this._renewal = null;
   }
 
   /** Whether it was closed, dropped or lost. */
@@ -113,6 +129,7 @@ export class SseTransport {
     this._generation++;
     this._es?.close();
     this._es = null;
+    this._renewal?.cancel();
     this._publisher.close('disconnected');
     this._pinger.stop();
   }
@@ -134,25 +151,84 @@ export class SseTransport {
       const generation = ++this._generation;
       this._openStream(generation).catch((err) => {
         if (this._done || generation !== this._generation) return;
-        this._lose({
+        /** @type {import('./transport.js').TransportLoss} */
+        const loss = {
           code: 0,
           reason: err instanceof Error ? err.message : String(err),
           reconnect: true,
           failedToOpen: !this._everOpened,
-        });
+        };
+        if (err instanceof SwitchboardError && endsAttempt(err.code)) loss.error = err;
+        this._lose(loss);
       });
     }, 0);
   }
 
   /**
+   * Reopens the stream with a new token when the current one is due for renewal, shortly
+   * before the server would end the stream at its `exp`. A token function that fails is
+   * asked again after the token source's backoff delay; meanwhile the stream goes on, and if
+   * it ends at `exp` first, the host reconnects.
+   *
+   * @private
+   */
+  _scheduleRenewal() {
+    this._renewal?.cancel();
+    this._renewal = null;
+    const { tokens } = this._host;
+    const at = tokens.renewAt;
+    if (at === null || this._done) return;
+    const generation = this._generation;
+    this._renewal = timerAt(Math.max(at, tokens.retryAt), () => {
+      if (this._done || generation !== this._generation) return;
+      const renewed = tokens.renewAt;
+      if (renewed !== null && Date.now() < renewed) {
+        // Renewed meanwhile (by a publish or a round-trip probe): the stream only needs it.
+        this._scheduleReopen();
+        return;
+      }
+      tokens.fresh().then(
+        () => {
+          if (!this._done && generation === this._generation) this._scheduleReopen();
+        },
+        (err) => {
+          if (this._done || generation !== this._generation) return;
+          this._host.error(err);
+          this._scheduleRenewal();
+        },
+      );
+    });
+  }
+
+  /**
    * Opens a stream for the current subscriptions, replacing the previous one. Resolves at
-   * its `subscribed` event (at once when there is no channel); rejects when it fails before.
+   * its `subscribed` event (at once when there is no channel); rejects when it fails before,
+   * with the server's refusal when there is one. Channels the server will not let this
+   * connection read fail their subscriptions, and the stream opens without them.
    *
    * @private
    * @param {number} generation
    * @returns {Promise<import('./transport.js').OpenResult>}
    */
   async _openStream(generation) {
+    for (;;) {
+      try {
+        return await this._tryStream(generation);
+      } catch (err) {
+        if (!(err instanceof ChannelsRefused)) throw err;
+        if (this._done || generation !== this._generation) throw stale();
+      }
+    }
+  }
+
+  /**
+   * One try at {@link SseTransport._openStream}.
+   *
+   * @private
+   * @param {number} generation
+   * @returns {Promise<import('./transport.js').OpenResult>}
+   */
+  async _tryStream(generation) {
     const host = this._host;
     const { config } = host;
     const EventSourceImpl = /** @type {typeof EventSource} */ (config.EventSource);
@@ -171,6 +247,8 @@ export class SseTransport {
     this._channels = channels;
     this._joinLeave = joinLeave;
     if (channels.length === 0) return { client: null };
+    const token = await host.tokens.get();
+    if (this._done || generation !== this._generation) throw stale();
 
     // Resume every channel that has a position; a fresh one joining such a stream starts
     // from its current position, looked up first, since a cursor names every channel.
@@ -179,7 +257,14 @@ export class SseTransport {
     for (const s of subs) if (s.position) passed.set(s.channel, s.position);
     if (passed.size > 0 && passed.size < channels.length) {
       const fresh = channels.filter((c) => !passed.has(c));
-      const { positions } = await fetchPositions(host, fresh);
+      /** @type {Map<string, import('./cursor.js').StreamPosition>} */
+      let positions;
+      try {
+        ({ positions } = await fetchPositions(host, fresh, undefined, token));
+      } catch (err) {
+        if (this._done || generation !== this._generation) throw stale();
+        throw await this._explain(fresh, token, err instanceof SwitchboardError ? err : null);
+      }
       if (this._done || generation !== this._generation) throw stale();
       for (const [c, p] of positions) passed.set(c, p);
     }
@@ -189,6 +274,7 @@ export class SseTransport {
     if (passed.size > 0) {
       params.push(['lastEventId', formatCursor(channels.map((c) => /** @type {any} */ (passed.get(c))))]);
     }
+    if (token !== undefined) params.push(['token', token]);
     const url = buildUrl(config.baseUrl, config.paths.sse, params);
 
     return new Promise((resolve, reject) => {
@@ -196,7 +282,7 @@ export class SseTransport {
       try {
         es = new EventSourceImpl(url);
       } catch (err) {
-        reject(new SwitchboardError('transport_failed', `EventSource: ${String(err)}`, { cause: err }));
+        reject(new SwitchboardError('transport_failed', `EventSource: ${redact(String(err), token)}`));
         return;
       }
       this._es = es;
@@ -229,6 +315,8 @@ export class SseTransport {
       on('subscribed', (data) => {
         subscribed = true;
         this._everOpened = true;
+        host.authenticated(token === undefined ? null : tokenSubject(token));
+        this._scheduleRenewal();
         for (const entry of Array.isArray(data.channels) ? data.channels : []) {
           const sub = typeof entry?.channel === 'string' ? host.subscription(entry.channel) : undefined;
           if (!sub || typeof entry.offset !== 'number' || typeof entry.epoch !== 'string') continue;
@@ -273,17 +361,44 @@ export class SseTransport {
         es.close();
         if (!current()) return;
         if (!subscribed) {
-          reject(new SwitchboardError('transport_failed', `SSE stream ${config.paths.sse} failed before it was ready`));
+          this._explain(channels, token, null).then(reject);
           return;
         }
         const code = disconnect?.code ?? 0;
-        this._lose({
+        const refusal = refusalErrorCode(code);
+        /** @type {import('./transport.js').TransportLoss} */
+        const loss = {
           code,
           reason: disconnect?.reason || 'SSE stream ended',
           reconnect: (disconnect?.reconnect ?? true) && !isTerminalCloseCode(code),
-        });
+        };
+        if (refusal) loss.error = new SwitchboardError(refusal, `the server ended the SSE stream: ${loss.reason}`);
+        this._lose(loss);
       };
     });
+  }
+
+  /**
+   * Why a stream (or the look-up before it) for `channels` failed: the server's refusal of
+   * the connection, as is; {@link ChannelsRefused} when channels were refused (their
+   * subscriptions failed); else a `transport_failed` error.
+   *
+   * @private
+   * @param {string[]} channels
+   * @param {string | undefined} token
+   * @param {SwitchboardError | null} known the server's error, when the failure came with one
+   * @returns {Promise<Error>}
+   */
+  async _explain(channels, token, known) {
+    const { config } = this._host;
+    const cause = known?.status !== undefined ? known : await probe(this._host, channels, token);
+    if (cause && endsAttempt(cause.code)) return cause;
+    if (cause?.code === 'permission_denied' && !this._done) {
+      const failed = await failDenied(this._host, channels, token, this.name);
+      if (failed > 0) return new ChannelsRefused();
+    }
+    const why = known?.message ?? `SSE stream ${config.paths.sse} failed before it was ready`;
+    return new SwitchboardError('transport_failed', why, { cause: known ?? cause ?? undefined });
   }
 
   /**
@@ -294,7 +409,7 @@ export class SseTransport {
     if (this._done) return;
     if (!this._opened) {
       // Lost while opening: that is a failure to open, reported through open().
-      this._rejectOpen(new SwitchboardError('transport_failed', `SSE: ${loss.reason}`));
+      this._rejectOpen(loss.error ?? new SwitchboardError('transport_failed', `SSE: ${loss.reason}`));
       this.close();
       return;
     }

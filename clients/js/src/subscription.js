@@ -5,10 +5,13 @@
  * publications in offset order, join/leave events, and tells when the client had to
  * resubscribe (`subscribed`, with `recovered`) or lost publications (`unrecovered`). Its
  * `position` is the last offset/epoch delivered; the client resubscribes from it after a
- * reconnect, on whatever transport. Made by `Switchboard.subscribe`, never directly.
+ * reconnect, on whatever transport. It may carry a subscription token (a string, or a
+ * function called with `{channel}` before every subscribe), sent in the WebSocket
+ * `subscribe` command. Made by `Switchboard.subscribe`, never directly.
  */
 
 import { Emitter } from './emitter.js';
+import { TokenSource } from './token.js';
 
 /**
  * @typedef {'subscribing' | 'subscribed' | 'unsubscribed'} SubscriptionState
@@ -50,7 +53,9 @@ import { Emitter } from './emitter.js';
  * @property {UnrecoveredEvent} unrecovered publications were lost: reload the state this
  *   channel feeds
  * @property {{channel: string, error: import('./errors.js').SwitchboardError}} error the
- *   server refused the subscription (it is then unsubscribed) or the stream misbehaved
+ *   server refused the subscription (it is then unsubscribed), the stream misbehaved, or
+ *   something the client retries failed (`store_unavailable`, `token_unavailable`, an
+ *   expired subscription token)
  * @property {{channel: string}} unsubscribed `unsubscribe()` was called or the server
  *   refused the subscription
  */
@@ -69,9 +74,12 @@ export class Subscription extends Emitter {
   /**
    * @param {SubscriptionOwner} owner
    * @param {string} channel
-   * @param {{joinLeave: boolean, since: import('./cursor.js').StreamPosition | null}} options
+   * @param {{joinLeave: boolean, since: import('./cursor.js').StreamPosition | null,
+   *   token?: import('./token.js').TokenOption, timeoutMs?: number}} options
+   * @throws {import('./errors.js').SwitchboardError} `bad_request` for a `token` that is
+   *   neither a string nor a function
    */
-  constructor(owner, channel, { joinLeave, since }) {
+  constructor(owner, channel, { joinLeave, since, token, timeoutMs }) {
     super();
     /** @private */
     this._owner = owner;
@@ -95,7 +103,15 @@ export class Subscription extends Emitter {
      * @type {import('./publication.js').Publication[]}
      */
     this._early = [];
-    /** @internal Failed subscribes while the server's store was down, for backoff. */
+    /**
+     * @internal The subscription token, fetched again for every subscribe.
+     * @type {TokenSource}
+     */
+    this._tokens = new TokenSource(token, { context: { channel }, timeoutMs, what: `subscription token for ${channel}` });
+    /**
+     * @internal Subscribes failed in a row for a passing reason (the server's store down, no
+     * subscription token to be had), for backoff.
+     */
     this._storeRetries = 0;
     /** @type {string | null} the last `unrecovered` position emitted, to emit it once */
     this._lastUnrecovered = null;

@@ -6,11 +6,16 @@
  * WebSocket, then SSE (publishing over HTTP), then long-poll, then short poll. It reconnects
  * with jittered exponential backoff, resubscribes from each subscription's last position so
  * nothing is missed or repeated, queues publishes made while disconnected, and measures the
- * round-trip time and the bytes on the wire. Plain ES module, no dependency.
+ * round-trip time and the bytes on the wire. With a `token` function it authenticates every
+ * transport, answers the server's `refresh` pushes (renews SSE and polling tokens before they
+ * expire), reconnects with a fresh token after an expiry, and stops for good when the server
+ * refuses the connection. Plain ES module, no dependency.
  *
  * ```js
  * import { Switchboard } from '/client/switchboard.js';
- * const client = new Switchboard('https://rt.example.com');
+ * const client = new Switchboard('https://rt.example.com', {
+ *   token: async () => (await fetch('/rt-token')).text(),
+ * });
  * const sub = client.subscribe('news');
  * sub.on('publication', (pub) => console.log(pub.offset, pub.data));
  * client.connect();
@@ -19,7 +24,7 @@
  */
 
 import { backoffDelay } from './backoff.js';
-import { CloseCode, isValidChannel } from './codes.js';
+import { CloseCode, endsAttempt, isValidChannel, refusalCloseCode } from './codes.js';
 import { isAhead } from './cursor.js';
 import { Emitter } from './emitter.js';
 import { SwitchboardError } from './errors.js';
@@ -27,6 +32,7 @@ import { PollTransport } from './poll.js';
 import { publishBody, toPublication } from './publication.js';
 import { SseTransport } from './sse.js';
 import { Subscription } from './subscription.js';
+import { TokenSource } from './token.js';
 import { TRANSPORT_NAMES, withTimeout } from './transport.js';
 import { WebSocketTransport } from './websocket.js';
 
@@ -39,11 +45,16 @@ export {
   TERMINAL_CODES_LAST,
   isTerminalCloseCode,
   isValidChannel,
+  isRefusalCode,
+  endsAttempt,
+  refusalCloseCode,
+  refusalErrorCode,
 } from './codes.js';
 export { SwitchboardError } from './errors.js';
 export { Subscription } from './subscription.js';
 export { TRANSPORT_NAMES } from './transport.js';
 export { backoffDelay } from './backoff.js';
+export { MAX_EXPIRED_IN_A_ROW, RENEW_BEFORE_MS, tokenExpiry, tokenSubject } from './token.js';
 
 /** Version of this client, sent in `connect`. */
 export const VERSION = '0.1.0';
@@ -57,6 +68,8 @@ export const VERSION = '0.1.0';
 /** @typedef {import('./subscription.js').SubscriptionEvents} SubscriptionEvents */
 /** @typedef {import('./subscription.js').SubscribedEvent} SubscribedEvent */
 /** @typedef {import('./subscription.js').UnrecoveredEvent} UnrecoveredEvent */
+/** @typedef {import('./token.js').TokenOption} TokenOption */
+/** @typedef {import('./token.js').TokenContext} TokenContext */
 
 /** @typedef {'disconnected' | 'connecting' | 'connected'} ConnectionState */
 
@@ -65,8 +78,12 @@ export const VERSION = '0.1.0';
  * @property {ConnectionState} state
  * @property {ConnectionState} previous
  * @property {TransportName | null} transport the transport in use (null unless connected)
- * @property {number} [code] close code of the connection that just ended, if any
+ * @property {number} [code] close code of the connection that just ended, if any (4003,
+ *   4501, 4503 for a refusal met over SSE or polling too)
  * @property {string} [reason] why the connection ended, if it did
+ * @property {SwitchboardError} [error] on the `disconnected` state that ends a refused
+ *   connection: the refusal (`unauthorized`, `forbidden`, `origin_not_allowed`, or
+ *   `token_expired` when no new token helps); the client does not reconnect by itself
  */
 
 /**
@@ -78,7 +95,9 @@ export const VERSION = '0.1.0';
  * @property {{data?: unknown, bytes?: Uint8Array}} message a message addressed to this
  *   connection's user
  * @property {{error: SwitchboardError, transport: TransportName | null}} error something
- *   failed that the client handles by itself (a transport that would not open, a bad frame)
+ *   failed that the client handles by itself (a transport that would not open, a bad frame,
+ *   the `token` function failing: `token_unavailable`, a token refused as expired), or the
+ *   refusal that stops it (then also in the `disconnected` state event)
  */
 
 /**
@@ -93,6 +112,12 @@ export const VERSION = '0.1.0';
  *   `globalThis.EventSource`; in Node pass the `eventsource` package's); without one, SSE is
  *   skipped
  * @property {typeof fetch} [fetch] fetch function (default `globalThis.fetch`)
+ * @property {TokenOption} [token] the connection JWT, or a function (possibly async) that
+ *   fetches one from the application's backend, called with `{}`. A function is called
+ *   before connecting, on the server's `refresh` push, before an SSE or polling token
+ *   expires and after the server refused one as expired; it has `timeoutMs` to answer.
+ *   Sent in the WebSocket `connect` command, as `?token=` to `/sse` (EventSource cannot set
+ *   headers) and as `Authorization: Bearer` to `/poll`. Default: none (anonymous)
  * @property {string} [name] client name sent in `connect`
  * @property {string} [version] client version sent in `connect`
  * @property {unknown} [info] JSON sent in `connect`, shown to others in presence (WebSocket)
@@ -151,6 +176,7 @@ export class Switchboard extends Emitter {
       WebSocket = globalThis.WebSocket,
       EventSource = globalThis.EventSource,
       fetch = globalThis.fetch,
+      token = undefined,
       name = 'switchboard-js',
       version = VERSION,
       info = undefined,
@@ -201,11 +227,26 @@ export class Switchboard extends Emitter {
     this._maxReconnectDelayMs = maxReconnectDelayMs;
     /** @private */
     this._maxQueuedPublishes = maxQueuedPublishes;
+    /** @private the connection token */
+    this._tokens = new TokenSource(token, {
+      timeoutMs,
+      what: 'connection token',
+      onRenewalError: (error) => this._emit('error', { error, transport: this._transportName }),
+    });
 
     /** @type {ConnectionState} */
     this.state = 'disconnected';
     /** The client id the server gave this connection (WebSocket and SSE), or null. @type {string | null} */
     this.clientId = null;
+    /**
+     * The user id of the connection (the token's `sub`) once the server accepted its token,
+     * or null (anonymous, or not connected). Over WebSocket the server says it in the
+     * `connect` reply; over SSE and polling, which do not echo it, it is the `sub` claim of
+     * the token the server accepted.
+     *
+     * @type {string | null}
+     */
+    this.user = null;
     /** Last measured round-trip time in ms, or null before the first. @type {number | null} */
     this.rtt = null;
     /**
@@ -255,10 +296,14 @@ export class Switchboard extends Emitter {
     return this._subs.get(channel);
   }
 
-  /** Starts connecting (no-op unless disconnected). Then reconnects until `disconnect()`. */
+  /**
+   * Starts connecting (no-op unless disconnected). Then reconnects until `disconnect()` or a
+   * refusal. A `token` function is called afresh.
+   */
   connect() {
     if (this.state !== 'disconnected') return;
     this._attempts = 0;
+    this._tokens.reset();
     this._setState('connecting', null);
     void this._attempt(0);
   }
@@ -284,21 +329,25 @@ export class Switchboard extends Emitter {
    * after a reconnect the client resubscribes from the last one delivered.
    *
    * @param {string} channel
-   * @param {{joinLeave?: boolean, since?: StreamPosition | null}} [options] `joinLeave`:
-   *   also receive `join`/`leave` events (WebSocket and SSE); `since`: recover from this
-   *   position instead of starting from now
+   * @param {{joinLeave?: boolean, since?: StreamPosition | null, token?: TokenOption}} [options]
+   *   `joinLeave`: also receive `join`/`leave` events (WebSocket and SSE); `since`: recover
+   *   from this position instead of starting from now; `token`: a subscription JWT (its
+   *   `channel` claim is this channel), or a function called with `{channel}` before every
+   *   subscribe and resubscribe (WebSocket only: SSE and polling have no place for it, so
+   *   there the connection token's `channels` claim must grant the channel)
    * @returns {Subscription}
-   * @throws {SwitchboardError} `invalid_channel`, or `already_subscribed` when this client
-   *   has a subscription to `channel` (see {@link Switchboard.getSubscription})
+   * @throws {SwitchboardError} `invalid_channel`, `already_subscribed` when this client
+   *   has a subscription to `channel` (see {@link Switchboard.getSubscription}), or
+   *   `bad_request` for a `token` that is neither a string nor a function
    */
-  subscribe(channel, { joinLeave = false, since = null } = {}) {
+  subscribe(channel, { joinLeave = false, since = null, token = undefined } = {}) {
     if (!isValidChannel(channel)) {
       throw new SwitchboardError('invalid_channel', `invalid channel name ${JSON.stringify(channel)}`);
     }
     if (this._subs.has(channel)) {
       throw new SwitchboardError('already_subscribed', `already subscribed to ${channel}`);
     }
-    const sub = new Subscription(this, channel, { joinLeave, since });
+    const sub = new Subscription(this, channel, { joinLeave, since, token, timeoutMs: this._config.timeoutMs });
     this._subs.set(channel, sub);
     this._transport?.subscribe(sub);
     return sub;
@@ -390,6 +439,25 @@ export class Switchboard extends Emitter {
   }
 
   /**
+   * Calls `method` on the application's backend (the server's rpc hook, `docs/hooks.md`)
+   * and resolves with the data it answered (WebSocket only). Rejects with the server's
+   * error: `permission_denied` when the backend refused (its message says why),
+   * `backend_unavailable` when it did not answer in time, `not_available` when the server
+   * has no rpc hook.
+   *
+   * @param {string} method 1 to 255 bytes
+   * @param {unknown} [data] any JSON value
+   * @returns {Promise<unknown>}
+   */
+  async rpc(method, data = null) {
+    if (typeof method !== 'string' || method.length === 0) {
+      throw new SwitchboardError('bad_request', 'rpc: method must be a non-empty string');
+    }
+    const r = /** @type {{data?: unknown} | null} */ (await this._command('rpc', { method, data }));
+    return r?.data ?? null;
+  }
+
+  /**
    * Ends the current transport as a network failure would, to exercise reconnects and
    * recovery in tests and demos. Not part of the stable API.
    */
@@ -437,6 +505,7 @@ export class Switchboard extends Emitter {
     const fresh = sub.position === null;
     sub.state = 'subscribed';
     sub._storeRetries = 0;
+    sub._tokens.accepted();
     if (fresh) sub.position = position;
     sub._dispatch('subscribed', {
       channel: sub.channel,
@@ -459,8 +528,14 @@ export class Switchboard extends Emitter {
    */
   _subscribeFailed(sub, error) {
     if (this._subs.get(sub.channel) !== sub) return;
-    if (error.code === 'store_unavailable') {
-      // The server's store is down for a moment: try again on this connection, backing off.
+    if (
+      error.code === 'store_unavailable' ||
+      error.code === 'token_unavailable' ||
+      (error.code === 'token_expired' && sub._tokens.expired())
+    ) {
+      // The server's store is down for a moment, the subscription token function failed, or
+      // the server refused its token as expired (a new one is fetched, a few times in a
+      // row at most): try again on this connection, backing off.
       sub._dispatch('error', { channel: sub.channel, error });
       const attempt = ++sub._storeRetries;
       const delay = Math.min(10000, 500 * 2 ** Math.min(attempt, 5)) * (0.5 + Math.random() / 2);
@@ -538,13 +613,26 @@ export class Switchboard extends Emitter {
 
   /**
    * Tries the transports from index `start`; on success the client is connected, otherwise
-   * a reconnect is scheduled.
+   * a reconnect is scheduled. The connection token is fetched first, so that no transport
+   * waits for it (a WebSocket would meet the server's connect timeout) and a token function
+   * that fails is not taken for a transport that fails. A refusal ends the attempt: the
+   * next transport would be refused too.
    *
    * @private
    * @param {number} start
    */
   async _attempt(start) {
     const run = ++this._run;
+    if (this._tokens.configured) {
+      try {
+        await this._tokens.get();
+      } catch (err) {
+        if (run !== this._run) return;
+        this._refused(asSwitchboardError(err), null);
+        return;
+      }
+      if (run !== this._run) return;
+    }
     for (let i = start; i < this._transports.length; i++) {
       const name = this._transports[i];
       const t = this._createTransport(name);
@@ -559,7 +647,12 @@ export class Switchboard extends Emitter {
         if (run !== this._run) return;
         this._opening = null;
         this._resetSubscriptions();
-        this._emit('error', { error: asSwitchboardError(err), transport: name });
+        const error = asSwitchboardError(err);
+        if (endsAttempt(error.code)) {
+          this._refused(error, name);
+          return;
+        }
+        this._emit('error', { error, transport: name });
         continue;
       }
       if (run !== this._run) {
@@ -607,6 +700,10 @@ export class Switchboard extends Emitter {
     this._transport = null;
     this._resetSubscriptions();
     const ended = { code: loss.code, reason: loss.reason };
+    if (loss.error) {
+      this._refused(loss.error, t.name, ended);
+      return;
+    }
     if (!loss.reconnect) {
       this._run++;
       const queued = this._queue;
@@ -629,6 +726,45 @@ export class Switchboard extends Emitter {
     }
   }
 
+  /**
+   * The connection was refused, or could not authenticate: `token_unavailable` (the token
+   * function failed) and `backend_unavailable` (the server could not check the token) are
+   * retried with backoff; `token_expired` too, with a new token, unless the token cannot be
+   * renewed (a fixed string) or was refused as expired {@link MAX_EXPIRED_IN_A_ROW} times in a
+   * row; anything else (`unauthorized`, `forbidden`, `origin_not_allowed`) stops the client,
+   * which reports the refusal in its `error` event and `disconnected` state and rejects the
+   * queued publishes with it. Never a move to another transport.
+   *
+   * @private
+   * @param {SwitchboardError} error
+   * @param {TransportName | null} transport where it was met (null: the token function)
+   * @param {{code?: number, reason?: string}} [ended] the connection that just ended
+   */
+  _refused(error, transport, ended = {}) {
+    const retry =
+      error.code === 'token_unavailable' ||
+      error.code === 'backend_unavailable' ||
+      (error.code === 'token_expired' && this._tokens.expired());
+    this._emit('error', { error, transport });
+    if (this.state === 'disconnected') return; // a listener called disconnect()
+    if (retry) {
+      this._setState('connecting', null, ended);
+      this._scheduleReconnect();
+      return;
+    }
+    this._run++;
+    clearTimeout(this._reconnectTimer);
+    this._resetSubscriptions();
+    const queued = this._queue;
+    this._queue = [];
+    for (const q of queued) q.reject(error);
+    this._setState('disconnected', null, {
+      code: refusalCloseCode(error.code) || ended.code,
+      reason: error.message,
+      error,
+    });
+  }
+
   /** @private */
   _scheduleReconnect() {
     clearTimeout(this._reconnectTimer);
@@ -643,14 +779,17 @@ export class Switchboard extends Emitter {
    * @private
    * @param {ConnectionState} state
    * @param {TransportName | null} transport
-   * @param {{code?: number, reason?: string}} [ended]
+   * @param {{code?: number, reason?: string, error?: SwitchboardError}} [ended]
    */
   _setState(state, transport, ended = {}) {
     const previous = this.state;
     if (previous === state && this._transportName === transport) return;
     this.state = state;
     this._transportName = transport;
-    if (state !== 'connected') this.clientId = null;
+    if (state !== 'connected') {
+      this.clientId = null;
+      this.user = null;
+    }
     this._emit('state', { state, previous, transport, ...ended });
   }
 
@@ -703,6 +842,12 @@ export class Switchboard extends Emitter {
     /** @type {import('./transport.js').TransportHost} */
     const host = {
       config,
+      tokens: this._tokens,
+      authenticated: (user) => {
+        if (!live()) return;
+        this._tokens.accepted();
+        if (user !== undefined) this.user = user;
+      },
       subscriptions: () => [...this._subs.values()],
       subscription: (channel) => this._subs.get(channel),
       subscribed: (sub, result) => live() && this._subscribed(sub, result),

@@ -58,6 +58,10 @@ export const TRANSPORT_NAMES = /** @type {const} */ (['websocket', 'sse', 'long-
  * @property {boolean} reconnect false when the server said not to come back
  * @property {boolean} [failedToOpen] the transport never opened a stream (an SSE or polling
  *   transport that started idle, with no channel): the host tries the next transport at once
+ * @property {SwitchboardError} [error] set when the connection itself was refused or could
+ *   not authenticate (`unauthorized`, `token_expired`, `forbidden`, `origin_not_allowed`,
+ *   `token_unavailable`, `backend_unavailable`, see `endsAttempt` in codes.js): the host then
+ *   neither falls back to another transport nor reconnects blindly
  */
 
 /**
@@ -76,6 +80,11 @@ export const TRANSPORT_NAMES = /** @type {const} */ (['websocket', 'sse', 'long-
  *
  * @typedef {object} TransportHost
  * @property {TransportConfig} config
+ * @property {import('./token.js').TokenSource} tokens the connection token: `get()` before
+ *   every connection, stream or request that carries it, `fresh()` on a `refresh` push
+ * @property {(user: string | null | undefined) => void} authenticated the server accepted the
+ *   connection token (a WebSocket `connect` or `refresh`, an SSE stream, a poll): `user` is
+ *   who it says (null: anonymous; undefined: unchanged)
  * @property {() => import('./subscription.js').Subscription[]} subscriptions the current
  *   subscriptions, in the order they were made
  * @property {(channel: string) => import('./subscription.js').Subscription | undefined} subscription
@@ -98,7 +107,8 @@ export const TRANSPORT_NAMES = /** @type {const} */ (['websocket', 'sse', 'long-
  * @property {TransportName} name
  * @property {boolean} closed true once closed, dropped or lost: it reports nothing more
  * @property {() => Promise<OpenResult>} open resolves when ready to carry subscriptions and
- *   publishes; rejects when it cannot open
+ *   publishes; rejects when it cannot open, with the server's refusal as is when it refused
+ *   the connection (see {@link TransportLoss.error})
  * @property {(sub: import('./subscription.js').Subscription) => void} subscribe starts
  *   delivering `sub`'s channel (no-op when already delivering it)
  * @property {(sub: import('./subscription.js').Subscription) => void} unsubscribe

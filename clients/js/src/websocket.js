@@ -2,13 +2,15 @@
  * @module websocket
  *
  * The WebSocket transport (`/ws`, subprotocol `switchboard.json`): JSON commands with ids
- * and deadlines, pushes, subscriptions with recovery (`since`), answers to server pings, a
- * periodic `ping` command for the round-trip time, and a watchdog that drops a server silent
- * for longer than its `ping_interval` plus a margin. Reports loss to the host once; never
+ * and deadlines, pushes, subscriptions with recovery (`since`) and subscription tokens,
+ * the connection token in `connect` and a new one in `refresh` when the server pushes
+ * `refresh`, answers to server pings, a periodic `ping` command for the round-trip time,
+ * and a watchdog that drops a server silent for longer than its `ping_interval` plus a
+ * margin. Reports loss to the host once (with the refusal, for 4003, 4501, 4503); never
  * reconnects by itself.
  */
 
-import { CloseCode, isTerminalCloseCode } from './codes.js';
+import { CloseCode, isRefusalCode, isTerminalCloseCode, refusalErrorCode } from './codes.js';
 import { base64ToBytes, utf8Length } from './encoding.js';
 import { SwitchboardError, fromWireError } from './errors.js';
 import { toJson, toPublication, toPublishResult } from './publication.js';
@@ -64,6 +66,12 @@ export class WebSocketTransport {
     this._pinger = undefined;
     /** @private @type {(error: SwitchboardError) => void} settles a pending `open()` on close */
     this._rejectOpen = () => {};
+    /** @private @type {Set<string>} channels whose subscribe waits for its token */
+    this._fetchingToken = new Set();
+    /** @private @type {ReturnType<typeof setTimeout> | undefined} next try of a failed refresh */
+    this._refreshRetry = undefined;
+    /** @private bumped by every `refresh` push: an older refresh in progress gives up */
+    this._refreshRound = 0;
   }
 
   /** Whether it was closed, dropped or lost. */
@@ -78,73 +86,124 @@ export class WebSocketTransport {
     if (!WS) return Promise.reject(new SwitchboardError('transport_failed', 'no WebSocket implementation'));
     return new Promise((resolve, reject) => {
       this._rejectOpen = reject;
-      let ws;
-      try {
-        ws = new WS(webSocketUrl(config.baseUrl, config.paths.websocket), [JSON_SUBPROTOCOL]);
-      } catch (err) {
-        reject(new SwitchboardError('transport_failed', `WebSocket: ${String(err)}`, { cause: err }));
-        return;
-      }
-      this._ws = ws;
-      ws.onopen = () => {
+      // The token first (the host fetched it just before: this is the kept one), so that
+      // `connect` follows the upgrade at once, well within the server's connect timeout.
+      this._host.tokens.get().then((token) => {
         if (this._done) return;
-        if (ws.protocol && ws.protocol !== JSON_SUBPROTOCOL) {
-          reject(new SwitchboardError('transport_failed', `WebSocket: server chose subprotocol ${ws.protocol}`));
-          this.close();
+        let ws;
+        try {
+          ws = new WS(webSocketUrl(config.baseUrl, config.paths.websocket), [JSON_SUBPROTOCOL]);
+        } catch (err) {
+          reject(new SwitchboardError('transport_failed', `WebSocket: ${String(err)}`, { cause: err }));
           return;
         }
-        /** @type {Record<string, unknown>} */
-        const fields = { name: config.name, version: config.version };
-        if (config.info !== undefined) fields.info = config.info;
-        this._request('connect', fields).then(
-          (raw) => {
-            if (this._done) return;
-            const result = /** @type {{client?: unknown, ping_interval?: unknown}} */ (raw ?? {});
-            const pingInterval = typeof result.ping_interval === 'number' ? result.ping_interval : 25;
-            this._silenceLimitMs = pingInterval * 1000 + config.serverSilenceMarginMs;
-            this._opened = true;
-            this._feedWatchdog();
-            this._startPinging();
-            resolve({ client: typeof result.client === 'string' ? result.client : null });
-          },
-          (err) => {
-            reject(err);
+        this._ws = ws;
+        ws.onopen = () => {
+          if (this._done) return;
+          if (ws.protocol && ws.protocol !== JSON_SUBPROTOCOL) {
+            reject(new SwitchboardError('transport_failed', `WebSocket: server chose subprotocol ${ws.protocol}`));
             this.close();
-          },
-        );
-      };
-      ws.onmessage = (event) => this._onFrame(event.data);
-      ws.onerror = () => {
-        // The close event follows with the code; nothing to add here.
-      };
-      ws.onclose = (event) => {
-        if (this._done) return;
-        if (!this._opened) {
-          this._finish();
-          this._rejectPending('connection_lost', 'the WebSocket closed');
-          reject(
-            new SwitchboardError(
+            return;
+          }
+          /** @type {Record<string, unknown>} */
+          const fields = { name: config.name, version: config.version };
+          if (config.info !== undefined) fields.info = config.info;
+          if (token !== undefined) fields.token = token;
+          this._request('connect', fields).then(
+            (raw) => {
+              if (this._done) return;
+              const result = /** @type {{client?: unknown, ping_interval?: unknown, user?: unknown}} */ (raw ?? {});
+              const pingInterval = typeof result.ping_interval === 'number' ? result.ping_interval : 25;
+              this._silenceLimitMs = pingInterval * 1000 + config.serverSilenceMarginMs;
+              this._opened = true;
+              this._host.authenticated(typeof result.user === 'string' ? result.user : null);
+              this._feedWatchdog();
+              this._startPinging();
+              resolve({ client: typeof result.client === 'string' ? result.client : null });
+            },
+            (err) => {
+              // A refusal (`unauthorized`, `token_expired`…) goes to the host as is: it is not
+              // the transport's failure, and the close that follows adds nothing.
+              reject(err);
+              this.close();
+            },
+          );
+        };
+        ws.onmessage = (event) => this._onFrame(event.data);
+        ws.onerror = () => {
+          // The close event follows with the code; nothing to add here.
+        };
+        ws.onclose = (event) => this._onClose(event, reject);
+      }, reject);
+    });
+  }
+
+  /**
+   * @private
+   * @param {CloseEvent} event
+   * @param {(error: SwitchboardError) => void} reject settles `open()` when not open yet
+   */
+  _onClose(event, reject) {
+    if (this._done) return;
+    const push = this._disconnectPush;
+    const code = push?.code ?? event.code;
+    const refusal = refusalErrorCode(code);
+    const reason = push?.reason || event.reason;
+    if (!this._opened) {
+      this._finish();
+      this._rejectPending('connection_lost', 'the WebSocket closed');
+      reject(
+        refusal
+          ? new SwitchboardError(refusal, `the server refused the connection (code ${code}${reason ? `, ${reason}` : ''})`)
+          : new SwitchboardError(
               'transport_failed',
               `WebSocket closed before it was ready (code ${event.code}${event.reason ? `, ${event.reason}` : ''})`,
             ),
-          );
-          return;
-        }
-        const push = this._disconnectPush;
-        const code = push?.code ?? event.code;
-        const reconnect = push ? push.reconnect && !isTerminalCloseCode(code) : !isTerminalCloseCode(code);
-        this._lose({ code, reason: push?.reason ?? event.reason, reconnect });
-      };
-    });
+      );
+      return;
+    }
+    const reconnect = push ? push.reconnect && !isTerminalCloseCode(code) : !isTerminalCloseCode(code);
+    /** @type {import('./transport.js').TransportLoss} */
+    const loss = { code, reason, reconnect };
+    if (refusal) loss.error = new SwitchboardError(refusal, `the server closed the connection: ${reason || `code ${code}`}`);
+    this._lose(loss);
   }
 
   /** @param {import('./subscription.js').Subscription} sub */
   subscribe(sub) {
     if (this._done || sub.state !== 'subscribing') return;
+    if (!sub._tokens.configured) {
+      this._subscribe(sub, undefined);
+      return;
+    }
+    // A new subscription token for every subscribe: the last one may have expired since.
+    if (this._fetchingToken.has(sub.channel)) return;
+    this._fetchingToken.add(sub.channel);
+    sub._tokens.fresh().then(
+      (token) => {
+        this._fetchingToken.delete(sub.channel);
+        if (this._done || sub.state !== 'subscribing' || this._host.subscription(sub.channel) !== sub) return;
+        this._subscribe(sub, token);
+      },
+      (err) => {
+        this._fetchingToken.delete(sub.channel);
+        if (this._done || this._host.subscription(sub.channel) !== sub) return;
+        this._host.subscribeFailed(sub, err);
+      },
+    );
+  }
+
+  /**
+   * @private
+   * @param {import('./subscription.js').Subscription} sub
+   * @param {string | undefined} token the subscription token
+   */
+  _subscribe(sub, token) {
     /** @type {Record<string, unknown>} */
     const fields = { channel: sub.channel };
     if (sub.position) fields.since = { offset: sub.position.offset, epoch: sub.position.epoch };
     if (sub.joinLeave) fields.join_leave = true;
+    if (token !== undefined) fields.token = token;
     this._request('subscribe', fields).then(
       (raw) => {
         if (this._done || this._host.subscription(sub.channel) !== sub) return;
@@ -336,6 +395,9 @@ export class WebSocketTransport {
       case 'ping':
         this._send({ cmd: 'pong' });
         break;
+      case 'refresh':
+        this._refresh(++this._refreshRound);
+        break;
       case 'disconnect':
         this._disconnectPush = {
           code: typeof msg.code === 'number' ? msg.code : 0,
@@ -346,6 +408,37 @@ export class WebSocketTransport {
       default:
         host.error(new SwitchboardError('bad_reply', `unknown push ${JSON.stringify(msg.push)}`));
     }
+  }
+
+  /**
+   * Answers a `refresh` push: a new token from the token function, sent with `refresh`. A
+   * function that fails is asked again after the token source's backoff delay, until the
+   * server gives up on the token (close 4003, after which the host reconnects with a new
+   * one). A fixed string cannot be renewed: the server closes with 4003 at its `exp`, and
+   * the host reports `token_expired`.
+   *
+   * @private
+   * @param {number} round the push being answered
+   */
+  _refresh(round) {
+    const { tokens } = this._host;
+    if (this._done || round !== this._refreshRound || !tokens.refreshable) return;
+    clearTimeout(this._refreshRetry);
+    tokens
+      .fresh()
+      .then((token) => {
+        if (this._done || round !== this._refreshRound) return undefined;
+        return this._request('refresh', { token: /** @type {string} */ (token) }).then(() => {
+          if (!this._done) this._host.authenticated(undefined);
+        });
+      })
+      .catch((err) => {
+        if (this._done || round !== this._refreshRound) return;
+        // A refused token closes the connection (4501, or 4003): the close reports it.
+        if (isRefusalCode(err.code) || err.code === 'connection_lost') return;
+        this._host.error(err);
+        this._refreshRetry = setTimeout(() => this._refresh(round), Math.max(0, tokens.retryAt - Date.now()));
+      });
   }
 
   /** @private */
@@ -391,7 +484,7 @@ export class WebSocketTransport {
     if (this._done) return;
     if (!this._opened) {
       // Lost while opening: that is a failure to open, reported through open().
-      this._rejectOpen(new SwitchboardError('transport_failed', `WebSocket: ${loss.reason}`));
+      this._rejectOpen(loss.error ?? new SwitchboardError('transport_failed', `WebSocket: ${loss.reason}`));
       this.close();
       return;
     }
@@ -404,6 +497,7 @@ export class WebSocketTransport {
   _finish() {
     this._done = true;
     clearTimeout(this._watchdog);
+    clearTimeout(this._refreshRetry);
     clearInterval(this._pinger);
     const ws = this._ws;
     if (ws) {

@@ -320,7 +320,7 @@ async fn a_stalled_client_is_dropped_as_slow_consumer_while_others_get_everythin
     let reader = tokio::spawn(async move {
         for i in 1..=total {
             let p = good.recv().await;
-            assert_eq!(p["offset"], i, "in order, nothing lost");
+            assert_eq!(p["offset"], i, "in order, nothing lost: {p}");
         }
     });
     for _ in 0..total {

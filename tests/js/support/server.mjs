@@ -10,7 +10,7 @@
 import { spawn } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 /** Root of the repository. */
@@ -33,12 +33,21 @@ const LISTENING = /^listening on (https?:\/\/\S+)$/m;
 /**
  * Starts the server and resolves once it listens.
  *
- * @param {{listen?: string, args?: string[], env?: Record<string, string>, timeoutMs?: number}} [options]
+ * @param {{listen?: string, args?: string[], env?: Record<string, string>, config?: string, timeoutMs?: number}} [options]
  *   `listen`: the address (default `127.0.0.1:0`); `args`: extra flags after `serve`; `env`:
- *   extra environment, e.g. `{SWITCHBOARD_CHANNELS__HISTORY_SIZE: '5'}`
+ *   extra environment, e.g. `{SWITCHBOARD_CHANNELS__HISTORY_SIZE: '5'}` or
+ *   `{SWITCHBOARD_AUTH__HMAC_SECRET: '…'}`; `config`: the text of a TOML configuration file,
+ *   written to a temporary file passed with `--config` (for what the environment cannot
+ *   say, such as namespace rules)
  * @returns {Promise<RunningServer>}
  */
-export async function startServer({ listen = '127.0.0.1:0', args = [], env: extra = {}, timeoutMs = 20_000 } = {}) {
+export async function startServer({
+  listen = '127.0.0.1:0',
+  args = [],
+  env: extra = {},
+  config = undefined,
+  timeoutMs = 20_000,
+} = {}) {
   if (!existsSync(BIN)) {
     throw new Error(`no server binary at ${BIN}: run \`cargo build -p switchboard\` or set SWITCHBOARD_BIN`);
   }
@@ -50,7 +59,17 @@ export async function startServer({ listen = '127.0.0.1:0', args = [], env: extr
   const chosen = args.includes('--data-dir') || args.includes('--store') || 'SWITCHBOARD_STORE__DATA_DIR' in extra;
   const dataDir = chosen ? null : mkdtempSync(join(tmpdir(), 'switchboard-test-'));
   const storeArgs = dataDir ? ['--data-dir', dataDir] : [];
-  const child = spawn(BIN, ['serve', '--listen', listen, ...storeArgs, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env });
+  const configDir = config === undefined ? null : mkdtempSync(join(tmpdir(), 'switchboard-config-'));
+  const configArgs = [];
+  if (configDir) {
+    const file = join(configDir, 'switchboard.toml');
+    writeFileSync(file, config);
+    configArgs.push('--config', file);
+  }
+  const child = spawn(BIN, ['serve', ...configArgs, '--listen', listen, ...storeArgs, ...args], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+    env,
+  });
   let output = '';
   /** @param {Buffer} chunk */
   const keep = (chunk) => {
@@ -61,6 +80,7 @@ export async function startServer({ listen = '127.0.0.1:0', args = [], env: extr
   child.stderr.on('data', keep);
   const exited = new Promise((resolve) => child.once('exit', resolve));
   if (dataDir) exited.then(() => rmSync(dataDir, { recursive: true, force: true }));
+  if (configDir) exited.then(() => rmSync(configDir, { recursive: true, force: true }));
 
   const url = await new Promise((resolve, reject) => {
     const timer = setTimeout(() => {

@@ -150,7 +150,8 @@ impl Ws {
             .unwrap();
     }
 
-    /// Next JSON text message (skipping server pings).
+    /// Next JSON text message, answering server pings as every client does (a client that
+    /// stays silent longer than ping interval + pong timeout is dropped with 4002).
     pub async fn recv(&mut self) -> Value {
         loop {
             let msg = tokio::time::timeout(WAIT, self.inner.next())
@@ -161,6 +162,10 @@ impl Ws {
             if let Message::Text(t) = msg {
                 let v: Value = serde_json::from_str(&t).unwrap();
                 if v["push"] == "ping" {
+                    let _ = self
+                        .inner
+                        .send(Message::Text(r#"{"cmd":"pong"}"#.into()))
+                        .await;
                     continue;
                 }
                 return v;
