@@ -173,7 +173,7 @@ async fn backend() -> (SocketAddr, Arc<Seen>) {
 
 /// A server whose every hook goes to `backend`, with `hooked:*` channels hooked, tokens
 /// required (so nothing is anonymous), and `edit` on top.
-async fn server(backend: SocketAddr, edit: impl FnOnce(&mut Config)) -> TestServer {
+async fn server_with_hooks(backend: SocketAddr, edit: impl FnOnce(&mut Config)) -> TestServer {
     TestServer::with(|c| {
         let url = |p: &str| Some(format!("http://{backend}/{p}"));
         c.hooks = HooksConfig {
@@ -219,7 +219,7 @@ async fn hook_metric(server: &TestServer, hook: &str, outcome: &str) -> f64 {
 #[tokio::test]
 async fn connect_hook_sets_the_user_from_the_session_cookie_on_every_transport() {
     let (backend, seen) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
 
     let mut ws = ws_as(&server, "bob").await;
     let r = ws
@@ -286,7 +286,7 @@ async fn connect_hook_sets_the_user_from_the_session_cookie_on_every_transport()
 #[tokio::test]
 async fn connect_hook_refusal_closes_with_4503_and_is_counted() {
     let (backend, _) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
     let mut ws = ws_as(&server, "mallory").await;
     let r = ws.call(json!({"cmd":"connect"})).await;
     assert_eq!(r["error"]["code"], "forbidden", "{r}");
@@ -298,12 +298,18 @@ async fn connect_hook_refusal_closes_with_4503_and_is_counted() {
     assert_eq!(ws.closed().await, 4503);
     assert_eq!(hook_metric(&server, "connect", "denied").await, 2.0);
     server.stop().await;
+
+    // A connection that never identifies itself is closed after the connect timeout.
+    let server = server_with_hooks(backend, |c| c.auth.connect_timeout_seconds = 1).await;
+    let mut silent = ws_as(&server, "bob").await;
+    assert_eq!(silent.closed().await, 4005);
+    server.stop().await;
 }
 
 #[tokio::test]
 async fn a_slow_backend_gives_backend_unavailable_in_time_and_others_keep_receiving() {
     let (backend, _) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
     let mut watcher = ws_as(&server, "bob").await;
     watcher.call(json!({"cmd":"connect"})).await;
     watcher.subscribe("news").await;
@@ -354,7 +360,7 @@ async fn a_slow_backend_gives_backend_unavailable_in_time_and_others_keep_receiv
 #[tokio::test]
 async fn subscribe_hook_allows_refuses_and_disconnects() {
     let (backend, seen) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
     let mut alice = ws_as(&server, "alice").await;
     alice.call(json!({"cmd":"connect"})).await;
     alice.subscribe("hooked:alice-only").await;
@@ -406,7 +412,7 @@ async fn subscribe_hook_allows_refuses_and_disconnects() {
 #[tokio::test]
 async fn publish_hook_rewrites_or_refuses_publications_on_websocket_and_poll() {
     let (backend, _) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
     let mut reader = ws_as(&server, "bob").await;
     reader.call(json!({"cmd":"connect"})).await;
     reader.subscribe("hooked:room").await;
@@ -459,7 +465,7 @@ async fn publish_hook_rewrites_or_refuses_publications_on_websocket_and_poll() {
 #[tokio::test]
 async fn rpc_is_answered_by_the_backend_and_refused_without_one() {
     let (backend, seen) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
     let mut ws = ws_as(&server, "bob").await;
     ws.call(json!({"cmd":"connect"})).await;
     let r = ws
@@ -488,7 +494,7 @@ async fn rpc_is_answered_by_the_backend_and_refused_without_one() {
 #[tokio::test]
 async fn refresh_hook_keeps_a_session_alive_and_ends_a_revoked_one() {
     let (backend, seen) = backend().await;
-    let server = server(backend, |_| {}).await;
+    let server = server_with_hooks(backend, |_| {}).await;
     let mut alice = ws_as(&server, "alice").await;
     let r = alice.call(json!({"cmd":"connect"})).await;
     let first_expiry = r["result"]["expires"].as_u64().unwrap();
@@ -519,7 +525,7 @@ async fn refresh_hook_keeps_a_session_alive_and_ends_a_revoked_one() {
 #[tokio::test]
 async fn calls_in_flight_are_bounded_and_a_dead_or_broken_backend_is_unavailable() {
     let (backend, seen) = backend().await;
-    let server = server(backend, |c| c.hooks.max_in_flight = 2).await;
+    let server = server_with_hooks(backend, |c| c.hooks.max_in_flight = 2).await;
     let mut clients = Vec::new();
     for _ in 0..5 {
         let mut ws = ws_as(&server, "bob").await;

@@ -179,11 +179,13 @@ impl Session {
             },
         );
         let auth = settings.auth.clone();
-        let timer =
-            (auth.is_none() && !app.auth.anonymous_allowed() && !settings.echo).then(|| {
-                let wait = Duration::from_secs(app.config.auth.connect_timeout_seconds.max(1));
-                (Box::pin(tokio::time::sleep(wait)), Timer::Connect)
-            });
+        // A connection that must identify itself (a token, or the connect hook with the
+        // request headers it keeps until then) does so within the connect timeout.
+        let must_identify = !app.auth.anonymous_allowed() || settings.forwarded.is_some();
+        let timer = (auth.is_none() && must_identify && !settings.echo).then(|| {
+            let wait = Duration::from_secs(app.config.auth.connect_timeout_seconds.max(1));
+            (Box::pin(tokio::time::sleep(wait)), Timer::Connect)
+        });
         let bucket = if settings.echo {
             None
         } else {
