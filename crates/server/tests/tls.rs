@@ -102,6 +102,9 @@ async fn https_and_wss_serve_the_api_sse_and_websocket_with_a_self_signed_certif
             self_signed: true,
             ..TlsConfig::default()
         };
+        // Tokens required, so a bad one is refused (anonymous publishes over the API only).
+        c.auth.hmac_secret = Some("test-secret-of-at-least-thirty-two-bytes!".into());
+        c.auth.anonymous = Some(true);
     })
     .await;
     let pem = std::fs::read(cert_of(&server)).expect("the self-signed certificate is kept");
@@ -152,6 +155,34 @@ async fn https_and_wss_serve_the_api_sse_and_websocket_with_a_self_signed_certif
             .unwrap();
         seen.push_str(&String::from_utf8_lossy(&chunk));
     }
+
+    // A refusal over WSS arrives whole: the error reply, then the close code.
+    let (mut refused, _) = tokio_tungstenite::connect_async_tls_with_config(
+        format!("wss://{}/ws", server.addr),
+        None,
+        false,
+        Some(Connector::Rustls(client_config(&pem))),
+    )
+    .await
+    .unwrap();
+    refused
+        .send(Message::Text(
+            json!({"id":1,"cmd":"connect","token":"not.a.token"})
+                .to_string()
+                .into(),
+        ))
+        .await
+        .unwrap();
+    let reply = next(&mut refused).await;
+    assert_eq!(reply["error"]["code"], "unauthorized", "{reply}");
+    let code = loop {
+        match tokio::time::timeout(WAIT, refused.next()).await.unwrap() {
+            Some(Ok(Message::Close(Some(f)))) => break u16::from(f.code),
+            Some(Ok(_)) => continue,
+            other => panic!("no close frame over TLS: {other:?}"),
+        }
+    };
+    assert_eq!(code, 4501);
 
     // A client that does not trust the certificate gets no connection.
     let untrusting = reqwest::Client::builder()

@@ -1106,7 +1106,6 @@ impl Session {
             }
         };
         self.out.push(encode_close(code, &reason));
-        self.stream.send_close_notify();
         let stream = &mut self.stream;
         let sent = tokio::time::timeout(
             CLOSE_TIMEOUT,
@@ -1117,6 +1116,16 @@ impl Session {
             // Read until the peer's close frame or EOF, so unread bytes don't turn our FIN
             // into a reset that could destroy the close frame in flight.
             let _ = tokio::time::timeout(CLOSE_TIMEOUT, drain_until_close(stream)).await;
+        }
+        if matches!(sent, Ok(Ok(_))) {
+            // TLS: close_notify last (rustls sends nothing queued after it), so the peer can
+            // tell our close from a truncation.
+            stream.send_close_notify();
+            let _ = tokio::time::timeout(
+                CLOSE_TIMEOUT,
+                stream.write_all(&mut Vec::new(), CLOSE_TIMEOUT),
+            )
+            .await;
         }
     }
 }
