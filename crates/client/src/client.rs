@@ -106,9 +106,13 @@ impl Client {
     /// Connects to the server and waits for its `connect` reply (within
     /// [`ClientOptions::connect_timeout`]).
     ///
-    /// The first connection is not retried: a wrong URL or a server that is down fails
-    /// here. Later drops are retried until [`close`](Self::close). Must be called inside a
-    /// Tokio runtime; the connection task is spawned on it.
+    /// The first connection is not retried: a wrong URL, a server that is down, an
+    /// untrusted certificate ([`ClientError::Connect`]), a refused token
+    /// ([`ClientError::Unauthorized`], [`ClientError::TokenExpired`]) or a failing token
+    /// function ([`ClientError::Token`]) fail here. Later drops are retried until
+    /// [`close`](Self::close); a refused token, a forbidden connection, or an expired token
+    /// that cannot be renewed end the client with that error. Must be called inside a Tokio
+    /// runtime; the connection task is spawned on it.
     ///
     /// ```no_run
     /// use switchboard_client::{Client, ClientOptions, Format};
@@ -125,8 +129,44 @@ impl Client {
     /// # Ok(())
     /// # }
     /// ```
+    ///
+    /// Authenticated, over TLS, with a token fetched from the application's backend whenever
+    /// the server asks for a new one:
+    ///
+    /// ```no_run
+    /// use switchboard_client::{Client, ClientError, ClientOptions, ConnectionState, TokenSource};
+    ///
+    /// # async fn fetch_token_from_backend() -> Result<String, std::io::Error> { Ok(String::new()) }
+    /// # async fn demo() -> Result<(), ClientError> {
+    /// let options = ClientOptions {
+    ///     token: Some(TokenSource::from_fn(fetch_token_from_backend)),
+    ///     ..ClientOptions::new("https://rt.example.com")
+    /// };
+    /// match Client::connect(options).await {
+    ///     Ok(client) => {
+    ///         if let ConnectionState::Connected { user, .. } = &*client.state().borrow() {
+    ///             println!("connected as {user:?}");
+    ///         }
+    ///     }
+    ///     Err(ClientError::Unauthorized { reason }) => eprintln!("token refused: {reason}"),
+    ///     Err(other) => return Err(other),
+    /// }
+    /// # Ok(())
+    /// # }
+    /// ```
     pub async fn connect(options: ClientOptions) -> Result<Self, ClientError> {
         let url = options.websocket_url()?;
+        let tls = if url.starts_with("wss://") {
+            // Reading the system's roots and the CA file is blocking file I/O.
+            let ca_file = options.ca_file.clone();
+            let built =
+                tokio::task::spawn_blocking(move || crate::tls::client_config(ca_file.as_deref()))
+                    .await
+                    .map_err(|_| ClientError::Closed)?;
+            Some(built?)
+        } else {
+            None
+        };
         let (instructions_tx, instructions_rx) = mpsc::channel(options.command_buffer.max(1));
         let (state_tx, state_rx) = watch::channel(ConnectionState::Connecting { attempt: 0 });
         let (messages_tx, messages_rx) = broadcast::channel(options.message_buffer.max(1));
@@ -151,7 +191,7 @@ impl Client {
             token,
         };
         let (first_tx, first_rx) = oneshot::channel();
-        tokio::spawn(Connection::new(url, options, wiring).run(first_tx));
+        tokio::spawn(Connection::new(url, options, tls, wiring).run(first_tx));
         match first_rx.await {
             Ok(Ok(())) => Ok(Self {
                 shared: Arc::new(shared),

@@ -2,14 +2,18 @@
 //! [`Client::connect`](crate::Client::connect) and driven by [`Instruction`]s from the handles.
 //!
 //! It selects over the socket, the bounded instruction queue, the silence timer, a sweep
-//! tick that expires deadlines, lagging subscriptions getting buffer space back, and
-//! cancellation. It reconnects with backoff after a drop and resubscribes every
+//! tick that expires deadlines, lagging subscriptions getting buffer space back, token
+//! fetches, and cancellation. It reconnects with backoff after a drop and resubscribes every
 //! subscription with `since` = the last publication it buffered. It never waits for a
 //! reader: deliveries are `try_send`s into bounded buffers, and a full buffer turns into an
 //! unsubscribe and a later resubscription with recovery (`connection/subscriptions.rs`).
+//! Connection tokens — sent in `connect`, renewed on a `refresh` push, fetched again after
+//! close 4003 — are handled in `connection/tokens.rs`, opening a connection in
+//! `connection/handshake.rs`; what follows a close is decided by [`after_close`].
 //!
 //! Handlers are synchronous: they update state and queue frames in `out`; the loop writes
-//! `out` to the socket between events, with a deadline.
+//! `out` to the socket between events, with a deadline. Token functions run as futures the
+//! task owns and polls beside the socket, never awaited inside a handler.
 
 use std::{
     collections::{HashMap, VecDeque},
@@ -19,7 +23,7 @@ use std::{
 
 use futures_util::{
     SinkExt, StreamExt,
-    future::BoxFuture,
+    future::{BoxFuture, OptionFuture},
     stream::{FuturesUnordered, SplitSink, SplitStream},
 };
 use tokio::{
@@ -28,24 +32,25 @@ use tokio::{
     time::{Instant, MissedTickBehavior},
 };
 use tokio_tungstenite::{
-    MaybeTlsStream, WebSocketStream, connect_async_with_config,
+    MaybeTlsStream, WebSocketStream,
     tungstenite::{
         Message,
-        client::IntoClientRequest,
-        http::{HeaderValue, header::SEC_WEBSOCKET_PROTOCOL},
         protocol::{CloseFrame, frame::coding::CloseCode},
     },
 };
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, info, warn};
 
+mod handshake;
 mod subscriptions;
+mod tokens;
 
-use subscriptions::{Phase, SubEntry, end_subscription};
+use subscriptions::{Phase, SubEntry, SubscriptionToken, end_subscription};
+use tokens::ConnectionToken;
 
 use crate::{
     client::UserMessage,
-    close::{close_code, may_reconnect},
+    close::{AfterClose, after_close, close_code},
     error::ClientError,
     history::HistoryOptions,
     options::ClientOptions,
@@ -135,6 +140,10 @@ pub(crate) struct Wiring {
 pub(crate) struct Connection {
     url: String,
     options: ClientOptions,
+    /// The TLS configuration, for `wss` URLs.
+    tls: Option<Arc<rustls::ClientConfig>>,
+    /// The connection token and its renewal. A credential: never logged.
+    auth: ConnectionToken,
     instructions: mpsc::Receiver<Instruction>,
     state: watch::Sender<ConnectionState>,
     messages: broadcast::Sender<UserMessage>,
@@ -151,6 +160,9 @@ pub(crate) struct Connection {
     /// Lagging subscriptions, each resolving when its reader freed half its buffer.
     /// At most one per subscription.
     lagged: FuturesUnordered<BoxFuture<'static, (String, u64)>>,
+    /// Subscription token functions being called, at most one per subscription (in
+    /// `Phase::Fetching`). Dropped, which cancels them, when the connection ends.
+    sub_tokens: FuturesUnordered<BoxFuture<'static, SubscriptionToken>>,
     /// Frames to write before the next wait.
     out: Vec<Message>,
     online: bool,
@@ -170,6 +182,8 @@ enum Pending {
         reply: oneshot::Sender<Result<(), ClientError>>,
         deadline: Instant,
     },
+    /// A `refresh` sent by the task itself.
+    Refresh,
 }
 
 struct QueuedRequest {
@@ -194,7 +208,7 @@ enum Ended {
     /// Dropped or closed with a code that allows reconnecting.
     Lost(Disconnect),
     /// Closed by the server for good.
-    Terminated(Disconnect),
+    Terminated(ClientError, Disconnect),
     /// Closed by this client.
     Closed,
 }
@@ -202,10 +216,17 @@ enum Ended {
 // === impl Connection: lifecycle ===
 
 impl Connection {
-    pub(crate) fn new(url: String, options: ClientOptions, wiring: Wiring) -> Self {
+    pub(crate) fn new(
+        url: String,
+        options: ClientOptions,
+        tls: Option<Arc<rustls::ClientConfig>>,
+        wiring: Wiring,
+    ) -> Self {
         Self {
             url,
             options,
+            tls,
+            auth: ConnectionToken::default(),
             instructions: wiring.instructions,
             state: wiring.state,
             messages: wiring.messages,
@@ -215,6 +236,7 @@ impl Connection {
             pending: HashMap::new(),
             queued: VecDeque::new(),
             lagged: FuturesUnordered::new(),
+            sub_tokens: FuturesUnordered::new(),
             out: Vec::new(),
             online: false,
             next_id: 1,
@@ -226,15 +248,15 @@ impl Connection {
     pub(crate) async fn run(mut self, first: oneshot::Sender<Result<(), ClientError>>) {
         let mut first = Some(first);
         let mut attempt: u32 = 0;
-        let token = self.token.clone();
+        let cancel = self.token.clone();
         let (end, disconnect) = loop {
             self.state
                 .send_replace(ConnectionState::Connecting { attempt });
             let opened = tokio::select! {
-                // Not cancel-safe, and need not be: on cancellation the half-open socket is
-                // dropped.
-                opened = self.open() => opened,
-                () = token.cancelled() => break closed_by_client(),
+                // Not cancel-safe, and need not be: on cancellation the token call and the
+                // half-open socket are dropped.
+                opened = self.connect_once() => opened,
+                () = cancel.cancelled() => break closed_by_client(),
             };
             let disconnect = match opened {
                 Ok(mut link) => {
@@ -245,32 +267,20 @@ impl Connection {
                     self.on_connected();
                     match self.serve(&mut link).await {
                         Ended::Lost(disconnect) => disconnect,
-                        Ended::Terminated(disconnect) => break terminated(disconnect),
+                        Ended::Terminated(error, disconnect) => break (error, disconnect),
                         Ended::Closed => break closed_by_client(),
                     }
                 }
                 Err(error) => {
                     if let Some(first) = first.take() {
-                        let disconnect = Disconnect {
-                            code: None,
-                            reason: error.to_string(),
-                            reconnect: false,
-                        };
+                        let (error, disconnect) = stopped(error);
                         self.finish(error.clone(), disconnect);
                         let _ = first.send(Err(error));
                         return;
                     }
-                    if let ClientError::Terminated { code, reason } = error {
-                        break terminated(Disconnect {
-                            code: Some(code),
-                            reason,
-                            reconnect: false,
-                        });
-                    }
-                    Disconnect {
-                        code: None,
-                        reason: error.to_string(),
-                        reconnect: true,
+                    match self.after_failed_connect(error) {
+                        Ok(disconnect) => disconnect,
+                        Err(stop) => break stop,
                     }
                 }
             };
@@ -287,102 +297,6 @@ impl Connection {
         self.finish(end, disconnect);
     }
 
-    /// Opens a WebSocket and completes the `connect` exchange, within `connect_timeout`.
-    async fn open(&mut self) -> Result<Link, ClientError> {
-        match tokio::time::timeout(self.options.connect_timeout, self.handshake()).await {
-            Ok(opened) => opened,
-            Err(_) => Err(ClientError::Timeout),
-        }
-    }
-
-    async fn handshake(&mut self) -> Result<Link, ClientError> {
-        let url = self.url.clone();
-        let connect_error = |error: tokio_tungstenite::tungstenite::Error| ClientError::Connect {
-            url: url.clone(),
-            source: Arc::new(error),
-        };
-        let mut request = self
-            .url
-            .as_str()
-            .into_client_request()
-            .map_err(connect_error)?;
-        request.headers_mut().insert(
-            SEC_WEBSOCKET_PROTOCOL,
-            HeaderValue::from_static(self.options.format.subprotocol()),
-        );
-        // tungstenite checks that the server answered with the subprotocol asked for.
-        let (socket, _response) = connect_async_with_config(request, None, true)
-            .await
-            .map_err(connect_error)?;
-        let (mut sink, mut stream) = socket.split();
-
-        let id = self.take_id();
-        let connect = wire::encode(
-            self.options.format,
-            Some(id),
-            Command::Connect {
-                name: self.options.name.as_deref(),
-                version: self.options.version.as_deref(),
-                info: self.options.info.as_ref(),
-            },
-        )?;
-        sink.send(connect).await.map_err(connect_error)?;
-        loop {
-            let message = match stream.next().await {
-                Some(message) => message.map_err(connect_error)?,
-                None => return Err(handshake_closed(None)),
-            };
-            let incoming = match message {
-                Message::Text(text) => wire::decode_text(&text),
-                Message::Binary(bytes) => wire::decode_binary(&bytes),
-                Message::Close(frame) => return Err(handshake_closed(frame)),
-                Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
-            };
-            match incoming? {
-                Incoming::Reply { id: got, result } if got == id => {
-                    let body = result?;
-                    return self.link(sink, stream, body);
-                }
-                Incoming::Push(Push::Ping) => {
-                    let pong = wire::encode(self.options.format, None, Command::Pong)?;
-                    sink.send(pong).await.map_err(connect_error)?;
-                }
-                other => debug!(?other, "ignoring a frame before the connect reply"),
-            }
-        }
-    }
-
-    fn link(
-        &self,
-        sink: SplitSink<Socket, Message>,
-        stream: SplitStream<Socket>,
-        body: ReplyBody,
-    ) -> Result<Link, ClientError> {
-        let (Some(client), Some(ping_interval)) = (body.client, body.ping_interval) else {
-            return Err(ClientError::Protocol(
-                "connect reply without client or ping_interval".into(),
-            ));
-        };
-        let ping_interval = Duration::try_from_secs_f64(ping_interval)
-            .ok()
-            .filter(|interval| *interval <= MAX_PING_INTERVAL)
-            .ok_or_else(|| {
-                ClientError::Protocol(format!("connect reply ping_interval {ping_interval}"))
-            })?;
-        info!(%client, ?ping_interval, url = %self.url, "connected");
-        self.state.send_replace(ConnectionState::Connected {
-            client,
-            ping_interval,
-        });
-        Ok(Link {
-            sink,
-            stream,
-            ping_interval,
-            close: None,
-            disconnect: None,
-        })
-    }
-
     /// Serves one connection until it ends.
     async fn serve(&mut self, link: &mut Link) -> Ended {
         let token = self.token.clone();
@@ -396,11 +310,7 @@ impl Connection {
         sweep.set_missed_tick_behavior(MissedTickBehavior::Delay);
         loop {
             if let Err(reason) = self.flush(link).await {
-                return Ended::Lost(Disconnect {
-                    code: None,
-                    reason,
-                    reconnect: true,
-                });
+                return Ended::Lost(Disconnect::new(None, reason, true));
             }
             tokio::select! {
                 // Cancel-safe: a partially read frame stays buffered in the stream.
@@ -427,23 +337,34 @@ impl Connection {
                         drop_now |= self.on_instruction(instruction);
                     }
                     if drop_now {
-                        return Ended::Lost(Disconnect {
-                            code: None,
-                            reason: "dropped by debug_drop_connection".into(),
-                            reconnect: true,
-                        });
+                        return Ended::Lost(Disconnect::new(
+                            None,
+                            "dropped by debug_drop_connection",
+                            true,
+                        ));
                     }
                 }
                 () = &mut silence, if silence_limit.is_some() => {
-                    return Ended::Lost(Disconnect {
-                        code: None,
-                        reason: format!("server silent for {:?}", silence_limit.unwrap_or_default()),
-                        reconnect: true,
-                    });
+                    return Ended::Lost(Disconnect::new(
+                        None,
+                        format!("server silent for {:?}", silence_limit.unwrap_or_default()),
+                        true,
+                    ));
                 }
                 _ = sweep.tick() => self.sweep(),
                 Some((channel, generation)) = self.lagged.next(), if !self.lagged.is_empty() => {
                     self.resume_lagged(&channel, generation);
+                }
+                // Cancel-safe: the call lives in `self.auth`, polled here by reference.
+                Some(fetched) = OptionFuture::from(self.auth.refreshing.as_mut()),
+                    if self.auth.refreshing.is_some() =>
+                {
+                    self.auth.refreshing = None;
+                    self.on_refresh_token(fetched);
+                }
+                // Cancel-safe: the calls live in `self.sub_tokens`.
+                Some(fetched) = self.sub_tokens.next(), if !self.sub_tokens.is_empty() => {
+                    self.on_subscription_token(fetched);
                 }
                 () = token.cancelled() => {
                     self.close_gracefully(link).await;
@@ -523,7 +444,7 @@ impl Connection {
     }
 
     /// How the connection ended, from what the server said before it did.
-    fn ended(&self, link: &Link, fallback: String) -> Ended {
+    fn ended(&mut self, link: &Link, fallback: String) -> Ended {
         let push_code = link.disconnect.as_ref().and_then(|d| d.code);
         let code = link.close.as_ref().map(|(code, _)| *code).or(push_code);
         let reason = match (&link.close, &link.disconnect) {
@@ -531,16 +452,17 @@ impl Connection {
             (_, Some(push)) if !push.reason.is_empty() => push.reason.clone(),
             _ => fallback,
         };
-        let reconnect = may_reconnect(code, link.disconnect.as_ref().and_then(|d| d.reconnect));
-        let disconnect = Disconnect {
-            code,
-            reason,
-            reconnect,
-        };
-        if reconnect {
-            Ended::Lost(disconnect)
-        } else {
-            Ended::Terminated(disconnect)
+        let push_reconnect = link.disconnect.as_ref().and_then(|d| d.reconnect);
+        match after_close(code, push_reconnect, &reason, self.token_renews()) {
+            AfterClose::Reconnect => Ended::Lost(Disconnect::new(code, reason, true)),
+            AfterClose::RenewToken => {
+                info!("the connection token expired; getting a new one");
+                self.auth.stale = true;
+                Ended::Lost(Disconnect::new(code, reason, true))
+            }
+            AfterClose::Stop(error) => {
+                Ended::Terminated(error, Disconnect::new(code, reason, false))
+            }
         }
     }
 
@@ -571,6 +493,10 @@ impl Connection {
     fn on_connection_lost(&mut self) {
         self.online = false;
         self.out.clear();
+        // Dropping the futures cancels the token calls; subscriptions fetch again after the
+        // next connect.
+        self.auth.refreshing = None;
+        self.sub_tokens = FuturesUnordered::new();
         for (_, pending) in self.pending.drain() {
             match pending {
                 Pending::Request { reply, .. } => {
@@ -580,11 +506,14 @@ impl Connection {
                 Pending::Unsubscribe { reply, .. } => {
                     let _ = reply.send(Ok(()));
                 }
-                Pending::Subscribe { .. } => {}
+                Pending::Subscribe { .. } | Pending::Refresh => {}
             }
         }
         for entry in self.subs.values_mut() {
-            if matches!(entry.phase, Phase::Pending { .. } | Phase::Active) {
+            if matches!(
+                entry.phase,
+                Phase::Pending { .. } | Phase::Active | Phase::Fetching
+            ) {
                 entry.phase = Phase::Idle;
                 if entry.initial.is_none() {
                     entry.cause = SubscribeCause::Reconnect;
@@ -605,7 +534,7 @@ impl Connection {
                 Pending::Unsubscribe { reply, .. } => {
                     let _ = reply.send(Err(error.clone()));
                 }
-                Pending::Subscribe { .. } => {}
+                Pending::Subscribe { .. } | Pending::Refresh => {}
             }
         }
         for queued in self.queued.drain(..) {
@@ -645,38 +574,28 @@ impl Connection {
 fn closed_by_client() -> (ClientError, Disconnect) {
     (
         ClientError::Closed,
-        Disconnect {
-            code: Some(close_code::NORMAL),
-            reason: "closed by the client".into(),
-            reconnect: false,
-        },
+        Disconnect::new(Some(close_code::NORMAL), "closed by the client", false),
     )
 }
 
-fn terminated(disconnect: Disconnect) -> (ClientError, Disconnect) {
-    let error = ClientError::Terminated {
-        code: disconnect.code.unwrap_or(close_code::DISCONNECTED_TERMINAL),
-        reason: disconnect.reason.clone(),
+/// The error a client stops with, and the disconnect it shows.
+fn stopped(error: ClientError) -> (ClientError, Disconnect) {
+    let code = match &error {
+        ClientError::Unauthorized { .. } => Some(close_code::UNAUTHORIZED),
+        ClientError::Forbidden { .. } => Some(close_code::FORBIDDEN),
+        ClientError::TokenExpired => Some(close_code::TOKEN_EXPIRED),
+        ClientError::Terminated { code, .. } => Some(*code),
+        _ => None,
+    };
+    let token_error = match &error {
+        ClientError::Token(token_error) => Some(token_error.clone()),
+        _ => None,
+    };
+    let disconnect = Disconnect {
+        token_error,
+        ..Disconnect::new(code, error.to_string(), false)
     };
     (error, disconnect)
-}
-
-/// The error for a connection closed before the `connect` reply.
-fn handshake_closed(frame: Option<CloseFrame>) -> ClientError {
-    match frame {
-        Some(frame) if !may_reconnect(Some(u16::from(frame.code)), None) => {
-            ClientError::Terminated {
-                code: u16::from(frame.code),
-                reason: frame.reason.to_string(),
-            }
-        }
-        Some(frame) => ClientError::Protocol(format!(
-            "closed before the connect reply: {} {}",
-            u16::from(frame.code),
-            frame.reason
-        )),
-        None => ClientError::Protocol("closed before the connect reply".into()),
-    }
 }
 
 // === impl Connection: frames and instructions ===
@@ -721,6 +640,7 @@ impl Connection {
                 let _ = self.messages.send(UserMessage { data });
             }
             Push::Ping => self.send_frame(None, Command::Pong),
+            Push::Refresh { expires } => self.on_refresh_push(expires),
             Push::Disconnect(disconnect) => {
                 debug!(?disconnect, "disconnect push");
                 link.disconnect = Some(disconnect);
@@ -741,6 +661,7 @@ impl Connection {
                 channel,
                 generation,
             }) => self.on_subscribe_reply(&channel, generation, result),
+            Some(Pending::Refresh) => self.on_refresh_reply(result),
             None => debug!(id, "reply to an expired or unknown request"),
         }
     }
@@ -813,7 +734,7 @@ impl Connection {
             .filter(|(_, pending)| match pending {
                 Pending::Request { reply, deadline } => reply.is_closed() || *deadline <= now,
                 Pending::Unsubscribe { reply, deadline } => reply.is_closed() || *deadline <= now,
-                Pending::Subscribe { .. } => false,
+                Pending::Subscribe { .. } | Pending::Refresh => false,
             })
             .map(|(id, _)| *id)
             .collect();
@@ -825,7 +746,7 @@ impl Connection {
                 Some(Pending::Unsubscribe { reply, .. }) => {
                     let _ = reply.send(Err(ClientError::Timeout));
                 }
-                Some(Pending::Subscribe { .. }) | None => {}
+                Some(Pending::Subscribe { .. } | Pending::Refresh) | None => {}
             }
         }
         if !self.queued.is_empty() {

@@ -4,7 +4,9 @@
 //! Errors are cheap to clone (sources are behind an `Arc`) because one cause, such as a
 //! terminal close, is handed to every waiting request and subscription.
 
-use std::{fmt, sync::Arc};
+use std::{fmt, path::PathBuf, sync::Arc};
+
+use crate::token::TokenError;
 
 /// Why an operation of the client failed.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -18,8 +20,19 @@ pub enum ClientError {
         /// What is wrong with it.
         reason: &'static str,
     },
-    /// Opening the WebSocket failed: TCP connect, the HTTP upgrade (refused, or the server did
-    /// not accept the subprotocol asked for), or the connection dropped during the handshake.
+    /// [`ClientOptions::ca_file`](crate::ClientOptions::ca_file) cannot be read or holds no
+    /// PEM certificate.
+    #[error("cannot use the CA file {path}: {reason}")]
+    CaFile {
+        /// The file as given.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// Opening the WebSocket failed: TCP connect, the TLS handshake (for `wss`: a certificate
+    /// no trusted root vouches for, or one for another name), the HTTP upgrade (refused, or
+    /// the server did not accept the subprotocol asked for), or the connection dropped during
+    /// the handshake.
     #[error("cannot connect to {url}: {source}")]
     Connect {
         /// The WebSocket URL.
@@ -48,6 +61,30 @@ pub enum ClientError {
         /// The close reason.
         reason: String,
     },
+    /// The server refused the connection token (close 4501, or an `unauthorized` reply to
+    /// `connect` or `refresh`): forged, for another audience or issuer, not yet valid, or
+    /// missing where one is required. Terminal: the client does not retry with the same
+    /// source.
+    #[error("the server refused the connection token: {reason}")]
+    Unauthorized {
+        /// The server's explanation.
+        reason: String,
+    },
+    /// The application refused the connection (close 4503). Terminal.
+    #[error("the server refused the connection: {reason}")]
+    Forbidden {
+        /// The server's explanation.
+        reason: String,
+    },
+    /// The connection token expired (close 4003, or `token_expired` at connect) and its
+    /// [`TokenSource`](crate::TokenSource) is a fixed string, which cannot give a new one.
+    /// Terminal. With a token function the client fetches a new token and reconnects instead.
+    #[error("the connection token expired and cannot be renewed")]
+    TokenExpired,
+    /// The token function failed or did not answer in time, for the first connection or for
+    /// the first subscription to a channel (later failures are retried with backoff).
+    #[error(transparent)]
+    Token(#[from] TokenError),
     /// The server answered the request with an error.
     #[error("server error {code}: {message}")]
     Server {
@@ -96,8 +133,18 @@ pub enum ErrorCode {
     AlreadySubscribed,
     /// `not_subscribed`: unsubscribe from a channel not subscribed.
     NotSubscribed,
-    /// `unauthorized`: missing or wrong credentials.
+    /// `unauthorized`: missing or wrong credentials (API key, connection or subscription
+    /// token).
     Unauthorized,
+    /// `token_expired`: the token's `exp` is past; get a new one.
+    TokenExpired,
+    /// `rate_limited`: too many commands, publications or connections in too short a time.
+    RateLimited,
+    /// `backend_unavailable`: the application's backend (a hook, the JWKS endpoint) did not
+    /// answer in time or failed.
+    BackendUnavailable,
+    /// `origin_not_allowed`: the request's `Origin` is not allowed.
+    OriginNotAllowed,
     /// `not_found`: no such endpoint.
     NotFound,
     /// `unavailable`: the server is shutting down.
@@ -128,6 +175,10 @@ impl ErrorCode {
             Self::AlreadySubscribed => "already_subscribed",
             Self::NotSubscribed => "not_subscribed",
             Self::Unauthorized => "unauthorized",
+            Self::TokenExpired => "token_expired",
+            Self::RateLimited => "rate_limited",
+            Self::BackendUnavailable => "backend_unavailable",
+            Self::OriginNotAllowed => "origin_not_allowed",
             Self::NotFound => "not_found",
             Self::Unavailable => "unavailable",
             Self::StoreUnavailable => "store_unavailable",
@@ -150,6 +201,10 @@ impl ErrorCode {
             "already_subscribed" => Self::AlreadySubscribed,
             "not_subscribed" => Self::NotSubscribed,
             "unauthorized" => Self::Unauthorized,
+            "token_expired" => Self::TokenExpired,
+            "rate_limited" => Self::RateLimited,
+            "backend_unavailable" => Self::BackendUnavailable,
+            "origin_not_allowed" => Self::OriginNotAllowed,
             "not_found" => Self::NotFound,
             "unavailable" => Self::Unavailable,
             "store_unavailable" => Self::StoreUnavailable,
@@ -183,8 +238,15 @@ mod tests {
             "already_subscribed",
             "not_subscribed",
             "unauthorized",
+            "token_expired",
+            "rate_limited",
+            "backend_unavailable",
+            "origin_not_allowed",
             "not_found",
             "unavailable",
+            "store_unavailable",
+            "not_available",
+            "permission_denied",
             "internal",
             "something_new",
         ] {

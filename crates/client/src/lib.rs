@@ -24,6 +24,37 @@
 //! # }
 //! ```
 //!
+//! **Authentication and TLS.** [`ClientOptions::token`] takes a [`TokenSource`]: a fixed
+//! JWT, or an async function the client calls for the first connection, whenever the server
+//! asks for a new token (`refresh`, answered on the same connection), and after an expiry
+//! (close 4003: it reconnects with a new token and recovers). A refused token ends the client
+//! with [`ClientError::Unauthorized`]; a fixed token that expires, with
+//! [`ClientError::TokenExpired`]. Private channels take a subscription token in
+//! [`SubscribeOptions::token`]. `https://` URLs connect over `wss://`, trusting the system's
+//! roots and [`ClientOptions::ca_file`]. Tokens never show in `Debug` output or logs.
+//!
+//! ```no_run
+//! use switchboard_client::{Client, ClientOptions, SubscribeOptions, TokenSource};
+//!
+//! # async fn demo() -> Result<(), switchboard_client::ClientError> {
+//! let options = ClientOptions {
+//!     token: Some(TokenSource::from_fn(|| async {
+//!         // e.g. POST /realtime-token to the application's backend
+//!         Ok::<_, std::io::Error>("eyJhbGciOi…".to_owned())
+//!     })),
+//!     ca_file: Some("switchboard-data/tls/self-signed.crt".into()),
+//!     ..ClientOptions::new("https://localhost:8000")
+//! };
+//! let client = Client::connect(options).await?;
+//! let private = SubscribeOptions {
+//!     token: Some(TokenSource::fixed("eyJhbGciOi…")),
+//!     ..SubscribeOptions::default()
+//! };
+//! let _plans = client.subscribe("private:plans", private).await?;
+//! # Ok(())
+//! # }
+//! ```
+//!
 //! Channel names are plain strings here, validated by the server (`invalid_channel`): the
 //! client stays independent of the server's crates.
 
@@ -37,6 +68,8 @@ mod options;
 mod publication;
 mod state;
 mod subscription;
+mod tls;
+mod token;
 mod wire;
 
 pub use backoff::Backoff;
@@ -48,3 +81,4 @@ pub use options::{ClientOptions, Format};
 pub use publication::{ClientInfo, Data, Publication, StreamPosition};
 pub use state::{ConnectionState, Disconnect};
 pub use subscription::{SubscribeCause, SubscribeOptions, Subscription, SubscriptionEvent};
+pub use token::{TokenError, TokenSource};

@@ -2,9 +2,9 @@
 //! defaults in [`ClientOptions::new`], and the wire [`Format`]. Also derives the WebSocket URL
 //! (`ws://…/ws`) from the server's HTTP base URL.
 
-use std::time::Duration;
+use std::{path::PathBuf, time::Duration};
 
-use crate::{backoff::Backoff, error::ClientError};
+use crate::{backoff::Backoff, error::ClientError, token::TokenSource};
 
 /// The wire format of a connection, chosen by WebSocket subprotocol.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -41,13 +41,48 @@ impl Format {
 /// };
 /// assert_eq!(options.websocket_url().unwrap(), "ws://127.0.0.1:8000/ws");
 /// ```
+///
+/// With authentication and TLS (a development server started with
+/// `switchboard serve --tls-self-signed`, whose certificate the client is told to trust):
+///
+/// ```
+/// use switchboard_client::{ClientOptions, TokenSource};
+///
+/// let options = ClientOptions {
+///     token: Some(TokenSource::from_fn(|| async {
+///         // ask the application's backend for a token of the logged-in user
+///         Ok::<_, std::io::Error>("eyJhbGciOi…".to_owned())
+///     })),
+///     ca_file: Some("switchboard-data/tls/self-signed.crt".into()),
+///     ..ClientOptions::new("https://localhost:8000")
+/// };
+/// assert_eq!(options.websocket_url().unwrap(), "wss://localhost:8000/ws");
+/// // Tokens are credentials: Debug output never shows one.
+/// assert!(!format!("{options:?}").contains("eyJ"));
+/// ```
 #[derive(Debug, Clone)]
 pub struct ClientOptions {
     /// The server's base URL: `http://host:port` (the client connects to `ws://host:port/ws`),
-    /// `https://…` (`wss://…/ws`), or a full `ws://`/`wss://` URL used as is. A path prefix
-    /// is kept (`http://h/rt` → `ws://h/rt/ws`). `wss` needs TLS, which this crate is not
-    /// built with yet: it fails with [`ClientError::Connect`].
+    /// `https://…` (`wss://…/ws`, over TLS), or a full `ws://`/`wss://` URL used as is. A
+    /// path prefix is kept (`http://h/rt` → `ws://h/rt/ws`).
     pub url: String,
+    /// The connection token (a JWT from the application, `docs/security.md`), sent in the
+    /// `connect` command. A function is called for the first connection, for every
+    /// `refresh` push (the connection carries on with the new token), and before
+    /// reconnecting once the token expired (close 4003); other reconnects reuse the last
+    /// token while it is valid. A fixed token cannot be renewed, so its expiry ends the
+    /// client with [`ClientError::TokenExpired`]. `None` connects anonymously. Default:
+    /// `None`.
+    pub token: Option<TokenSource>,
+    /// Deadline of one call of a token function (connection and subscription tokens).
+    /// Default: 10 s.
+    pub token_timeout: Duration,
+    /// A PEM file of certificates to trust for `wss`/`https`, besides the system's roots: a
+    /// private CA, or a self-signed server certificate for development (the one
+    /// `switchboard serve --tls-self-signed` prints). Read once, by
+    /// [`Client::connect`](crate::Client::connect) for a `wss` URL (unused for `ws`).
+    /// Default: `None`.
+    pub ca_file: Option<PathBuf>,
     /// `name` sent in `connect` (a label for logs and the admin console).
     pub name: Option<String>,
     /// `version` sent in `connect`.
@@ -85,6 +120,9 @@ impl ClientOptions {
     pub fn new(url: impl Into<String>) -> Self {
         Self {
             url: url.into(),
+            token: None,
+            token_timeout: Duration::from_secs(10),
+            ca_file: None,
             name: None,
             version: None,
             info: None,
@@ -99,7 +137,7 @@ impl ClientOptions {
         }
     }
 
-    /// The WebSocket URL derived from [`url`](Self::url).
+    /// The WebSocket URL derived from [`url`](Self::url): `ws://…` or `wss://…`.
     pub fn websocket_url(&self) -> Result<String, ClientError> {
         let invalid = |reason| ClientError::InvalidUrl {
             url: self.url.clone(),

@@ -4,6 +4,8 @@
 
 use std::time::Duration;
 
+use crate::token::TokenError;
+
 /// The state of a client's connection.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -19,6 +21,8 @@ pub enum ConnectionState {
         client: String,
         /// The server's heartbeat interval, from the `connect` reply.
         ping_interval: Duration,
+        /// The user id (the connection token's `sub`); `None` when anonymous.
+        user: Option<String>,
     },
     /// Not connected. With `disconnect.reconnect`, the client retries after a backoff delay;
     /// without, the client is closed for good.
@@ -36,6 +40,21 @@ pub struct Disconnect {
     pub reason: String,
     /// Whether the client will reconnect.
     pub reconnect: bool,
+    /// Why the token function could not give a connection token, when that is what keeps
+    /// the client offline (it retries with backoff).
+    pub token_error: Option<TokenError>,
+}
+
+impl Disconnect {
+    /// A disconnect that was not about getting a token.
+    pub(crate) fn new(code: Option<u16>, reason: impl Into<String>, reconnect: bool) -> Self {
+        Self {
+            code,
+            reason: reason.into(),
+            reconnect,
+            token_error: None,
+        }
+    }
 }
 
 impl ConnectionState {

@@ -23,6 +23,7 @@ use crate::{
     connection::Instruction,
     error::ClientError,
     publication::{ClientInfo, Publication, StreamPosition},
+    token::TokenSource,
 };
 
 /// The smallest subscription buffer: after falling behind, a subscription waits for room for
@@ -30,6 +31,22 @@ use crate::{
 pub(crate) const MIN_BUFFER: usize = 2;
 
 /// How to subscribe.
+///
+/// A private channel (its namespace says `subscribe = "nobody"`) takes a subscription token
+/// signed by the application:
+///
+/// ```
+/// use switchboard_client::{SubscribeOptions, TokenSource};
+///
+/// let options = SubscribeOptions {
+///     token: Some(TokenSource::from_fn(|| async {
+///         // ask the application's backend for a token for this channel
+///         Ok::<_, std::io::Error>("eyJhbGciOi…".to_owned())
+///     })),
+///     ..SubscribeOptions::default()
+/// };
+/// assert!(!format!("{options:?}").contains("eyJ"));
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SubscribeOptions {
     /// Resume after this position: the server sends the publications missed since (or
@@ -40,6 +57,13 @@ pub struct SubscribeOptions {
     pub join_leave: bool,
     /// Capacity of this subscription's event buffer, in events (at least 2). Default: 1024.
     pub buffer: usize,
+    /// The subscription token (a JWT with `channel` = this channel and `sub` = the
+    /// connection's user), sent in `subscribe`. A function is called before every
+    /// (re)subscription, within [`ClientOptions::token_timeout`](crate::ClientOptions::token_timeout);
+    /// when it fails for the first subscription, [`Client::subscribe`](crate::Client::subscribe)
+    /// returns [`ClientError::Token`], later the resubscription is retried with the reconnect
+    /// backoff. Default: `None`.
+    pub token: Option<TokenSource>,
 }
 
 impl Default for SubscribeOptions {
@@ -48,6 +72,7 @@ impl Default for SubscribeOptions {
             since: None,
             join_leave: false,
             buffer: 1024,
+            token: None,
         }
     }
 }

@@ -32,6 +32,17 @@ use crate::{
 
 // === commands (client → server) ===
 
+/// A token on its way into a frame. A credential: `Debug` never shows it.
+#[derive(Clone, Copy, Serialize)]
+#[serde(transparent)]
+pub(crate) struct Secret<'a>(pub(crate) &'a str);
+
+impl fmt::Debug for Secret<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
 /// A command, borrowed from whoever owns its fields.
 #[derive(Debug, Clone, Copy)]
 pub(crate) enum Command<'a> {
@@ -40,12 +51,16 @@ pub(crate) enum Command<'a> {
         name: Option<&'a str>,
         version: Option<&'a str>,
         info: Option<&'a serde_json::Value>,
+        token: Option<Secret<'a>>,
     },
+    /// `refresh`: a new connection token of the same user.
+    Refresh { token: Secret<'a> },
     /// `subscribe`.
     Subscribe {
         channel: &'a str,
         since: Option<&'a StreamPosition>,
         join_leave: bool,
+        token: Option<Secret<'a>>,
     },
     /// `unsubscribe`.
     Unsubscribe { channel: &'a str },
@@ -85,6 +100,8 @@ struct OutFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     join_leave: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    token: Option<Secret<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     data: Option<OutData<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     b64: Option<String>,
@@ -107,6 +124,7 @@ impl<'a> OutFrame<'a> {
             info: None,
             since: None,
             join_leave: None,
+            token: None,
             data: None,
             b64: None,
             limit: None,
@@ -154,20 +172,28 @@ fn out_frame<'a>(format: Format, id: Option<u64>, command: Command<'a>) -> OutFr
             name,
             version,
             info,
+            token,
         } => OutFrame {
             name,
             version,
             info,
+            token,
             ..OutFrame::new(id, "connect")
+        },
+        Command::Refresh { token } => OutFrame {
+            token: Some(token),
+            ..OutFrame::new(id, "refresh")
         },
         Command::Subscribe {
             channel,
             since,
             join_leave,
+            token,
         } => OutFrame {
             channel: Some(channel),
             since,
             join_leave: join_leave.then_some(true),
+            token,
             ..OutFrame::new(id, "subscribe")
         },
         Command::Unsubscribe { channel } => OutFrame {
@@ -244,6 +270,10 @@ pub(crate) enum Push {
     },
     Message(Data),
     Ping,
+    /// The connection token expires at `expires` (unix seconds): send `refresh`.
+    Refresh {
+        expires: Option<u64>,
+    },
     Disconnect(DisconnectPush),
     /// A push kind this client does not know (ignored, for forward compatibility).
     Unknown(String),
@@ -264,6 +294,12 @@ pub(crate) struct ReplyBody {
     pub(crate) client: Option<String>,
     #[serde(default)]
     pub(crate) ping_interval: Option<f64>,
+    /// `connect`: the token's `sub`.
+    #[serde(default)]
+    pub(crate) user: Option<String>,
+    /// `connect` and `refresh`: the token's `exp`, unix seconds.
+    #[serde(default)]
+    pub(crate) expires: Option<u64>,
     #[serde(default)]
     pub(crate) offset: Option<u64>,
     #[serde(default)]
@@ -370,6 +406,8 @@ struct InFrame {
     reason: Option<String>,
     #[serde(default)]
     reconnect: Option<bool>,
+    #[serde(default)]
+    expires: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -446,6 +484,9 @@ impl InFrame {
             },
             "message" => Push::Message(resolve_data(self.data, self.b64)?),
             "ping" => Push::Ping,
+            "refresh" => Push::Refresh {
+                expires: self.expires,
+            },
             "disconnect" => Push::Disconnect(DisconnectPush {
                 code: self.code,
                 reason: self.reason.unwrap_or_default(),

@@ -1,10 +1,11 @@
-//! Command-line interface: argument definitions and dispatch.
+//! Command-line interface: argument definitions and dispatch. Flags of `serve` become
+//! configuration overrides (dotted keys), so they win over the file and the environment.
 
 use std::{path::PathBuf, process::ExitCode};
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
-use figment::value::Value;
+use figment::value::{Empty, Tag, Value};
 use switchboard_server::Config;
 
 use crate::serve;
@@ -25,6 +26,8 @@ enum Command {
     Publish(PublishArgs),
     /// Print publications of one or more channels as JSON lines; reconnects and recovers.
     Subscribe(SubscribeArgs),
+    /// Print an HS256 token signed with the configured auth.hmac_secret (for development).
+    Token(TokenArgs),
     /// Check or create the configuration file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -110,11 +113,46 @@ struct ServeArgs {
     echo_endpoint: bool,
     #[command(flatten)]
     store: StoreFlags,
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+/// Flags turning on HTTPS/WSS (`[tls]`).
+#[derive(Args)]
+struct TlsFlags {
+    /// Serve HTTPS/WSS with this PEM certificate chain (with --tls-key; reread on SIGHUP).
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The PEM private key of --tls-cert.
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Serve HTTPS/WSS with a self-signed certificate for localhost, made once under the data
+    /// directory (development only; its path is printed for clients to trust).
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    tls_self_signed: bool,
+}
+
+impl TlsFlags {
+    /// Either choice replaces the other's settings from the file or the environment, so the
+    /// flags win as a whole.
+    fn overrides(&self, o: &mut Vec<(&'static str, Value)>) {
+        if let (Some(cert), Some(key)) = (&self.tls_cert, &self.tls_key) {
+            o.push(("tls.cert_file", cert.display().to_string().into()));
+            o.push(("tls.key_file", key.display().to_string().into()));
+            o.push(("tls.self_signed", false.into()));
+        }
+        if self.tls_self_signed {
+            let unset = || Value::Empty(Tag::Default, Empty::None);
+            o.push(("tls.cert_file", unset()));
+            o.push(("tls.key_file", unset()));
+            o.push(("tls.self_signed", true.into()));
+        }
+    }
 }
 
 #[derive(Args)]
 pub(crate) struct RemoteArgs {
-    /// Server URL.
+    /// Server URL (https://… for a server with TLS).
     #[arg(
         long,
         short = 'u',
@@ -122,6 +160,13 @@ pub(crate) struct RemoteArgs {
         env = "SWITCHBOARD_URL"
     )]
     pub(crate) url: String,
+    /// Connection token (a JWT; `switchboard token` makes one for development).
+    #[arg(long, env = "SWITCHBOARD_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+    /// PEM certificate to trust for https:// besides the system's roots, e.g. the one
+    /// `serve --tls-self-signed` prints.
+    #[arg(long, value_name = "FILE", env = "SWITCHBOARD_CA_FILE")]
+    pub(crate) ca_file: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -147,6 +192,25 @@ pub(crate) struct SubscribeArgs {
     /// Exit after this many publications (default: run until interrupted).
     #[arg(long)]
     pub(crate) count: Option<u64>,
+}
+
+#[derive(Args)]
+pub(crate) struct TokenArgs {
+    #[command(flatten)]
+    config: ConfigArgs,
+    /// The user id (`sub` claim).
+    #[arg(long)]
+    pub(crate) sub: String,
+    /// Lifetime in seconds (`exp` = now + TTL); 0 leaves `exp` out.
+    #[arg(long, value_name = "SECONDS", default_value_t = 3600)]
+    pub(crate) ttl: u64,
+    /// Make a subscription token for this channel (`channel` claim) instead of a connection
+    /// token.
+    #[arg(long)]
+    pub(crate) channel: Option<String>,
+    /// `info` claim: JSON shown in presence for the connection.
+    #[arg(long, value_name = "JSON")]
+    pub(crate) info: Option<String>,
 }
 
 #[derive(Subcommand)]
@@ -188,12 +252,17 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                 o.push(("websocket.echo_endpoint", true.into()));
             }
             a.store.overrides(&mut o);
+            a.tls.overrides(&mut o);
             let config = load(&a.config, &o)?;
             serve::serve(config)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Publish(a) => crate::remote::publish(a),
         Command::Subscribe(a) => crate::remote::subscribe(a),
+        Command::Token(a) => {
+            let config = load(&a.config, &[])?;
+            crate::token::mint(&config, &a)
+        }
         Command::Store(StoreCommand::Stats(a)) => {
             let mut o = Vec::new();
             a.store.overrides(&mut o);

@@ -1,11 +1,12 @@
 //! The `switchboard` command: `serve` runs the server (embedded defaults, no file needed),
-//! `publish` and `subscribe` talk to a running server, `config check|init` manage the
-//! configuration file.
+//! `publish` and `subscribe` talk to a running server, `token` mints development tokens,
+//! `config check|init` manage the configuration file.
 
 mod cli;
 mod remote;
 mod serve;
 mod store;
+mod token;
 
 use clap::Parser;
 

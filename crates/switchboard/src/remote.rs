@@ -1,5 +1,6 @@
 //! `switchboard publish` and `switchboard subscribe`: talk to a running server with the Rust
-//! client (WebSocket, reconnect with backoff, recovery).
+//! client (WebSocket or WebSocket over TLS, a connection token, reconnect with backoff,
+//! recovery).
 
 use std::process::ExitCode;
 
@@ -8,9 +9,10 @@ use futures_util::StreamExt;
 use serde_json::{Value, json};
 use switchboard_client::{
     Client, ClientError, ClientOptions, ConnectionState, Data, SubscribeOptions, SubscriptionEvent,
+    TokenSource,
 };
 
-use crate::cli::{PublishArgs, SubscribeArgs};
+use crate::cli::{PublishArgs, RemoteArgs, SubscribeArgs};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -19,14 +21,23 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the async runtime")
 }
 
-async fn connect(url: &str) -> anyhow::Result<Client> {
-    let mut options = ClientOptions::new(url);
-    options.name = Some("switchboard-cli".to_owned());
+async fn connect(remote: &RemoteArgs) -> anyhow::Result<Client> {
+    let url = &remote.url;
+    let options = ClientOptions {
+        name: Some("switchboard-cli".to_owned()),
+        token: remote.token.clone().map(TokenSource::fixed),
+        ca_file: remote.ca_file.clone(),
+        ..ClientOptions::new(url)
+    };
     Client::connect(options).await.map_err(|e| match e {
         ClientError::Connect { .. } | ClientError::InvalidUrl { .. } => {
             anyhow::anyhow!(
-                "cannot reach switchboard at {url}: {e} (is the server running? set --url)"
+                "cannot reach switchboard at {url}: {e} (is the server running? set --url; for \
+                 a self-signed certificate, --ca-file)"
             )
+        }
+        ClientError::Unauthorized { .. } | ClientError::TokenExpired => {
+            anyhow::anyhow!("{e} (pass a valid token with --token or SWITCHBOARD_TOKEN)")
         }
         other => anyhow::anyhow!(other),
     })
@@ -39,7 +50,7 @@ fn data(arg: &str) -> Value {
 
 pub(crate) fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let client = connect(&a.remote.url).await?;
+        let client = connect(&a.remote).await?;
         let pos = client
             .publish(&a.channel, data(&a.data))
             .await
@@ -62,7 +73,7 @@ fn data_json(d: &Data) -> Value {
 
 pub(crate) fn subscribe(a: SubscribeArgs) -> anyhow::Result<ExitCode> {
     runtime()?.block_on(async move {
-        let client = connect(&a.remote.url).await?;
+        let client = connect(&a.remote).await?;
         let mut streams = Vec::new();
         for ch in &a.channels {
             let sub = client

@@ -1,6 +1,7 @@
-//! `switchboard serve`: loads the configuration, sets up logging, binds, prints the one
-//! `listening on http://ADDR` line on stdout (scripts and tests wait for it), and runs until
-//! SIGINT or SIGTERM.
+//! `switchboard serve`: loads the configuration, sets up logging, binds, prints the
+//! `listening on http://ADDR` (or `https://`) line on stdout first (scripts and tests wait for
+//! it) — with a self-signed certificate, then a `self-signed certificate: PATH` line naming the
+//! file clients must trust — and runs until SIGINT or SIGTERM.
 
 use anyhow::Context;
 use switchboard_server::{Config, LogFormat, Server};
@@ -21,10 +22,17 @@ pub(crate) fn serve(config: Config) -> anyhow::Result<()> {
                 "no api.key is set: the server API at /api/ answers loopback clients only"
             );
         }
-        println!("listening on http://{addr}");
+        let scheme = server.scheme();
+        println!("listening on {scheme}://{addr}");
+        if config.tls.self_signed
+            && let Some(cert) = server.tls_certificate()
+        {
+            let cert = std::fs::canonicalize(cert).unwrap_or_else(|_| cert.to_owned());
+            println!("self-signed certificate: {}", cert.display());
+        }
         use std::io::Write;
         let _ = std::io::stdout().flush();
-        tracing::info!(%addr, version = switchboard_server::VERSION, "switchboard started; open http://{addr}/ for the lab");
+        tracing::info!(%addr, version = switchboard_server::VERSION, "switchboard started; open {scheme}://{addr}/ for the lab");
         server.run(shutdown_signal()).await?;
         tracing::info!("stopped");
         anyhow::Ok(())

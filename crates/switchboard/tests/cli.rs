@@ -1,10 +1,12 @@
-//! The `switchboard` command, run as a process: serve, publish, subscribe, config.
+//! The `switchboard` command, run as a process: serve (plain and TLS), publish, subscribe,
+//! token, config.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::{
     io::{BufRead, BufReader},
-    process::{Child, Command, Stdio},
+    path::{Path, PathBuf},
+    process::{Child, ChildStdout, Command, Stdio},
     time::{Duration, Instant},
 };
 
@@ -13,6 +15,8 @@ const BIN: &str = env!("CARGO_BIN_EXE_switchboard");
 struct Served {
     child: Child,
     url: String,
+    /// The rest of the server's stdout.
+    stdout: BufReader<ChildStdout>,
 }
 
 impl Drop for Served {
@@ -37,20 +41,43 @@ fn serve(args: &[&str]) -> Served {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
+    stdout.read_line(&mut line).unwrap();
     let url = line
         .trim()
         .strip_prefix("listening on ")
         .expect("first stdout line names the address")
         .to_owned();
-    Served { child, url }
+    Served { child, url, stdout }
+}
+
+impl Served {
+    /// The `self-signed certificate: PATH` line that follows the address.
+    fn certificate(&mut self) -> PathBuf {
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let path = line
+            .trim()
+            .strip_prefix("self-signed certificate: ")
+            .unwrap_or_else(|| panic!("second line names the certificate: {line:?}"));
+        PathBuf::from(path)
+    }
 }
 
 fn run(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(BIN).args(args).output().unwrap();
+    run_with_env(args, &[])
+}
+
+fn run_with_env(args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        // The caller's environment must not leak a token or CA file into the test.
+        .env_remove("SWITCHBOARD_TOKEN")
+        .env_remove("SWITCHBOARD_CA_FILE")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -220,4 +247,308 @@ fn store_stats_shows_sizes_and_the_largest_streams() {
         out.contains("publications 4") && out.contains("chat:big"),
         "{out}"
     );
+}
+
+const SECRET: &str = "cli-test-secret-0123456789abcdef-0123";
+
+/// Writes `content` to `dir/name`, returning the path as a string.
+fn write(dir: &Path, name: &str, content: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, content).unwrap();
+    path.to_str().unwrap().to_owned()
+}
+
+/// `switchboard token …`'s output: one token line.
+fn mint(args: &[&str]) -> String {
+    let (ok, out, err) = run(&[&["token"], args].concat());
+    assert!(ok, "{err}");
+    let token = out.trim().to_owned();
+    assert_eq!(token.split('.').count(), 3, "a JWT: {out}");
+    token
+}
+
+/// Waits (up to 10 s) until the API's presence of `channel` satisfies `done`.
+fn wait_presence(url: &str, channel: &str, done: impl Fn(&str) -> bool) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let body = reqwest::blocking_get(&format!("{url}/api/presence?channel={channel}"));
+        if done(&body) {
+            return body;
+        }
+        assert!(Instant::now() < deadline, "presence never matched: {body}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn token_command_mints_tokens_the_server_accepts_and_another_secret_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "switchboard.toml",
+        &format!("[auth]\nhmac_secret = \"{SECRET}\"\n"),
+    );
+    let s = serve(&["--config", &config]);
+    let token = mint(&[
+        "--config",
+        &config,
+        "--sub",
+        "alice",
+        "--ttl",
+        "60",
+        "--info",
+        r#"{"name":"Alice"}"#,
+    ]);
+
+    let sub = Command::new(BIN)
+        .args([
+            "subscribe",
+            "--url",
+            &s.url,
+            "--token",
+            &token,
+            "news",
+            "--count",
+            "1",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let presence = wait_presence(&s.url, "news", |body| body.contains("\"user\""));
+    assert!(presence.contains("\"user\":\"alice\""), "{presence}");
+    assert!(presence.contains("\"name\":\"Alice\""), "{presence}");
+    // The token from the environment works as well as --token.
+    let (ok, out, err) = run_with_env(
+        &["publish", "--url", &s.url, "news", "hello"],
+        &[("SWITCHBOARD_TOKEN", &token)],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("\"offset\":1"), "{out}");
+    let out = sub.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("\"data\":\"hello\""));
+
+    let (ok, _, err) = run(&["publish", "--url", &s.url, "news", "1"]);
+    assert!(!ok);
+    assert!(err.contains("requires a connection token"), "{err}");
+    let other = write(
+        dir.path(),
+        "other.toml",
+        "[auth]\nhmac_secret = \"another-secret-0123456789abcdef-01234\"\n",
+    );
+    let forged = mint(&["--config", &other, "--sub", "alice"]);
+    let (ok, out, err) = run(&["publish", "--url", &s.url, "--token", &forged, "news", "1"]);
+    assert!(!ok && out.is_empty(), "{out}");
+    assert!(err.contains("refused the connection token"), "{err}");
+    assert!(err.contains("signature"), "{err}");
+    assert!(
+        !err.contains(&forged),
+        "errors never print the token: {err}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn token_command_mints_subscription_tokens_for_private_channels() {
+    use switchboard_client::{
+        Client, ClientError, ClientOptions, ErrorCode, SubscribeOptions, SubscriptionEvent,
+        TokenSource,
+    };
+
+    let dir = tempfile::tempdir().unwrap();
+    let config = write(
+        dir.path(),
+        "switchboard.toml",
+        &format!(
+            "[auth]\nhmac_secret = \"{SECRET}\"\n\n[namespaces.private]\nsubscribe = \"nobody\"\n"
+        ),
+    );
+    let s = serve(&["--config", &config]);
+    let connection = mint(&["--config", &config, "--sub", "bob"]);
+    let subscription = mint(&[
+        "--config",
+        &config,
+        "--sub",
+        "bob",
+        "--channel",
+        "private:plans",
+        "--ttl",
+        "30",
+    ]);
+    let options = ClientOptions {
+        token: Some(TokenSource::fixed(connection)),
+        ..ClientOptions::new(&s.url)
+    };
+    let client = Client::connect(options).await.unwrap();
+    let denied = client
+        .subscribe("private:plans", SubscribeOptions::default())
+        .await;
+    assert!(
+        matches!(
+            &denied,
+            Err(ClientError::Server {
+                code: ErrorCode::PermissionDenied,
+                ..
+            })
+        ),
+        "{denied:?}"
+    );
+    let mut sub = client
+        .subscribe(
+            "private:plans",
+            SubscribeOptions {
+                token: Some(TokenSource::fixed(subscription)),
+                ..SubscribeOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let first = tokio::time::timeout(Duration::from_secs(10), sub.recv()).await;
+    assert!(
+        matches!(first, Ok(Ok(SubscriptionEvent::Subscribed { .. }))),
+        "{first:?}"
+    );
+}
+
+#[test]
+fn token_command_needs_a_secret_and_valid_info() {
+    let dir = tempfile::tempdir().unwrap();
+    let empty = write(dir.path(), "empty.toml", "");
+    let (ok, out, err) = run(&["token", "--config", &empty, "--sub", "a"]);
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("no HMAC secret"), "{err}");
+    let (ok, out, err) = run_with_env(
+        &[
+            "token",
+            "--config",
+            &empty,
+            "--sub",
+            "a",
+            "--info",
+            "{not json",
+        ],
+        &[("SWITCHBOARD_AUTH__HMAC_SECRET", SECRET)],
+    );
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("--info is not valid JSON"), "{err}");
+    let (ok, out, err) = run_with_env(
+        &["token", "--config", &empty, "--sub", "a"],
+        &[("SWITCHBOARD_AUTH__HMAC_SECRET", "too short")],
+    );
+    assert!(!ok && out.is_empty());
+    assert!(err.contains("at least 32 bytes"), "{err}");
+}
+
+/// GET `url` over HTTPS trusting `certificate`; the status.
+async fn https_status(url: &str, certificate: &Path) -> u16 {
+    let pem = std::fs::read(certificate).unwrap();
+    let client = ::reqwest::Client::builder()
+        .add_root_certificate(::reqwest::Certificate::from_pem(&pem).unwrap())
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    client.get(url).send().await.unwrap().status().as_u16()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn serve_with_a_self_signed_certificate_answers_https_and_wss() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap().to_owned();
+    let mut s = serve(&["--tls-self-signed", "--data-dir", &data]);
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let certificate = s.certificate();
+    assert!(
+        certificate.ends_with("tls/self-signed.crt"),
+        "{certificate:?}"
+    );
+    assert!(certificate.is_absolute());
+    assert_eq!(
+        https_status(&format!("{}/health", s.url), &certificate).await,
+        200
+    );
+
+    let cert = certificate.to_str().unwrap().to_owned();
+    let url = s.url.clone();
+    let (ok, out, err) = tokio::task::spawn_blocking(move || {
+        run(&["publish", "--url", &url, "--ca-file", &cert, "news", "1"])
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{err}");
+    assert!(out.contains("\"offset\":1"), "{out}");
+    let url = s.url.clone();
+    let (ok, _, err) =
+        tokio::task::spawn_blocking(move || run(&["publish", "--url", &url, "news", "1"]))
+            .await
+            .unwrap();
+    assert!(!ok);
+    assert!(
+        err.contains("--ca-file") && err.contains("certificate"),
+        "{err}"
+    );
+    drop(s);
+
+    // The generated pair serves as certificate files too.
+    let key = certificate.with_file_name("self-signed.key");
+    let s = serve(&[
+        "--tls-cert",
+        certificate.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    assert_eq!(
+        https_status(&format!("{}/health", s.url), &certificate).await,
+        200
+    );
+}
+
+#[test]
+fn tls_flags_win_over_the_file_and_must_be_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    // The file names certificate files that do not exist; the flag replaces them.
+    let config = write(
+        dir.path(),
+        "switchboard.toml",
+        "[tls]\ncert_file = \"/nonexistent/cert.pem\"\nkey_file = \"/nonexistent/key.pem\"\n",
+    );
+    let data = dir.path().join("data");
+    let s = serve(&[
+        "--config",
+        &config,
+        "--tls-self-signed",
+        "--data-dir",
+        data.to_str().unwrap(),
+    ]);
+    assert!(s.url.starts_with("https://"), "{}", s.url);
+    drop(s);
+    let (ok, _, err) = run(&[
+        "serve",
+        "--config",
+        &config,
+        "--store",
+        "memory",
+        "--listen",
+        "127.0.0.1:0",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("/nonexistent/cert.pem"), "{err}");
+
+    let (ok, _, err) = run(&["serve", "--tls-cert", "a.pem"]);
+    assert!(!ok);
+    assert!(err.contains("--tls-key"), "{err}");
+    let (ok, _, err) = run(&[
+        "serve",
+        "--tls-self-signed",
+        "--tls-cert",
+        "a.pem",
+        "--tls-key",
+        "b.pem",
+    ]);
+    assert!(!ok);
+    assert!(err.contains("cannot be used with"), "{err}");
 }

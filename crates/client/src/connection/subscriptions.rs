@@ -1,7 +1,9 @@
 //! The subscription side of the connection task: starting and ending subscriptions,
 //! routing pushes to their readers, applying subscribe replies (recovered publications,
-//! `Unrecovered`), and the lag path (a full buffer or a hole in the stream turns into an
-//! unsubscribe and a later resubscription with `since`).
+//! `Unrecovered`), the lag path (a full buffer or a hole in the stream turns into an
+//! unsubscribe and a later resubscription with `since`), and subscription tokens (a token
+//! function is called before every (re)subscription; a failure ends a first subscription and
+//! delays a resubscription by the reconnect backoff).
 //!
 //! Every delivery is a `try_send` into the subscription's bounded buffer; nothing here waits
 //! for a reader. Publications are delivered in offset order, duplicates dropped by offset.
@@ -19,8 +21,13 @@ use crate::{
     error::ClientError,
     publication::{Publication, StreamPosition},
     subscription::{MIN_BUFFER, SubscribeCause, SubscribeOrder, SubscriptionEvent},
-    wire::{self, Command, ReplyBody},
+    token::{TokenError, TokenSource},
+    wire::{self, Command, ReplyBody, Secret},
 };
+
+/// A subscription token function's answer: the channel, the subscription's generation,
+/// and the token.
+pub(super) type SubscriptionToken = (String, u64, Result<String, TokenError>);
 
 /// One subscription, as the task tracks it.
 pub(super) struct SubEntry {
@@ -40,11 +47,17 @@ pub(super) struct SubEntry {
         oneshot::Sender<Result<StreamPosition, ClientError>>,
         Instant,
     )>,
+    /// Where the subscription token comes from, if the channel needs one.
+    pub(super) token: Option<TokenSource>,
+    /// Token function failures in a row, for the retry backoff.
+    pub(super) token_failures: u32,
 }
 
 pub(super) enum Phase {
     /// Not subscribed on the current connection (offline, or waiting to be sent).
     Idle,
+    /// Waiting for the subscription token function, before sending `subscribe`.
+    Fetching,
     /// `subscribe` sent; pushes that arrive before the reply wait in `early` (bounded by
     /// the subscription's capacity; past it they are dropped and `overflowed` is set, and
     /// the subscription resynchronizes after the reply).
@@ -55,7 +68,8 @@ pub(super) enum Phase {
     /// Subscribed: pushes go to the reader.
     Active,
     /// Unsubscribed because the reader fell behind (or the stream had a hole); waiting in
-    /// `lagged` for buffer space before resubscribing.
+    /// `lagged` for buffer space before resubscribing. Also waiting there for the backoff
+    /// delay after the subscription token function failed.
     Lagged,
 }
 
@@ -119,6 +133,8 @@ impl Connection {
             phase: Phase::Idle,
             cause: SubscribeCause::Initial,
             initial: Some((order.reply, order.deadline)),
+            token: order.options.token,
+            token_failures: 0,
         };
         self.subs.insert(order.channel.clone(), entry);
         if self.online {
@@ -173,8 +189,74 @@ impl Connection {
         Some(entry)
     }
 
-    /// Sends `subscribe` (with `since` = the last delivered position) for `channel`.
+    /// Subscribes `channel` on the server: gets its token first when it has a token source
+    /// (a function's answer comes back through [`on_subscription_token`]), then sends
+    /// `subscribe` with `since` = the last delivered position.
+    ///
+    /// [`on_subscription_token`]: Self::on_subscription_token
     pub(super) fn send_subscribe(&mut self, channel: &str) {
+        let Some(entry) = self.subs.get_mut(channel) else {
+            return;
+        };
+        let Some(source) = &entry.token else {
+            self.write_subscribe(channel, None);
+            return;
+        };
+        entry.phase = Phase::Fetching;
+        let generation = entry.generation;
+        match source.fixed_token() {
+            Some(fixed) => self.on_subscription_token((channel.to_owned(), generation, fixed)),
+            None => {
+                let fetch = source.fetch(self.options.token_timeout);
+                let owned = channel.to_owned();
+                self.sub_tokens
+                    .push(Box::pin(async move { (owned, generation, fetch.await) }));
+            }
+        }
+    }
+
+    /// A subscription token arrived (or could not be had).
+    pub(super) fn on_subscription_token(
+        &mut self,
+        (channel, generation, fetched): SubscriptionToken,
+    ) {
+        let Some(entry) = self.subs.get_mut(&channel) else {
+            return;
+        };
+        if entry.generation != generation || !matches!(entry.phase, Phase::Fetching) {
+            return;
+        }
+        let error = match fetched {
+            Ok(token) if self.online => {
+                self.write_subscribe(&channel, Some(&token));
+                return;
+            }
+            Ok(_) => {
+                entry.phase = Phase::Idle;
+                return;
+            }
+            Err(error) => error,
+        };
+        if entry.initial.is_some() {
+            if let Some(entry) = self.subs.remove(&channel) {
+                end_subscription(entry, ClientError::Token(error));
+            }
+            return;
+        }
+        // A resubscription: the subscription stays, and tries again after a backoff delay;
+        // what it misses meanwhile is recovered then.
+        let delay = self.options.backoff.delay(entry.token_failures);
+        entry.token_failures = entry.token_failures.saturating_add(1);
+        entry.phase = Phase::Lagged;
+        warn!(%channel, %error, ?delay, "no subscription token; retrying");
+        self.lagged.push(Box::pin(async move {
+            tokio::time::sleep(delay).await;
+            (channel, generation)
+        }));
+    }
+
+    /// Sends `subscribe` for `channel`, with `token` when it needs one.
+    fn write_subscribe(&mut self, channel: &str, token: Option<&str>) {
         let id = self.take_id();
         let Some(entry) = self.subs.get_mut(channel) else {
             return;
@@ -183,6 +265,7 @@ impl Connection {
             channel,
             since: entry.position.as_ref(),
             join_leave: entry.join_leave,
+            token: token.map(Secret),
         };
         match wire::encode(self.options.format, Some(id), command) {
             Ok(frame) => {
@@ -236,6 +319,7 @@ impl Connection {
         else {
             return;
         };
+        entry.token_failures = 0;
         let since = entry.position.clone();
         // With `since` the reply must say whether it recovered; silence counts as "no".
         let recovered = match since {
@@ -305,7 +389,7 @@ impl Connection {
                 Delivery::Done
             }
             // Not subscribed here (anymore): what it missed is recovered on resubscribe.
-            Phase::Idle | Phase::Lagged => Delivery::Done,
+            Phase::Idle | Phase::Fetching | Phase::Lagged => Delivery::Done,
         };
         self.after_delivery(channel, outcome);
     }

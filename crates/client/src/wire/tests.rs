@@ -2,7 +2,7 @@ use bytes::Bytes;
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use super::{Command, Incoming, Push, decode_binary, decode_text, encode};
+use super::{Command, Incoming, Push, Secret, decode_binary, decode_text, encode};
 use crate::{
     error::{ClientError, ErrorCode},
     history::{HistoryFrom, HistoryOptions},
@@ -43,6 +43,7 @@ fn commands_encode_as_in_the_protocol_examples() {
         channel: "news",
         since: Some(&since),
         join_leave: false,
+        token: None,
     };
     assert_eq!(
         json_of(encode(Format::Json, Some(2), subscribe).expect("encodes")),
@@ -65,6 +66,7 @@ fn commands_encode_as_in_the_protocol_examples() {
         name: Some("demo"),
         version: None,
         info: None,
+        token: None,
     };
     assert_eq!(
         json_of(encode(Format::Json, Some(1), connect).expect("encodes")),
@@ -82,6 +84,46 @@ fn commands_encode_as_in_the_protocol_examples() {
         json_of(encode(Format::Json, Some(5), history).expect("encodes")),
         json!({"id":5,"cmd":"history","channel":"news","limit":10,"before":7})
     );
+}
+
+#[test]
+fn tokens_go_into_connect_refresh_and_subscribe_but_never_into_debug_output() {
+    let connect = Command::Connect {
+        name: None,
+        version: None,
+        info: None,
+        token: Some(Secret("conn.jwt")),
+    };
+    assert_eq!(
+        json_of(encode(Format::Json, Some(1), connect).expect("encodes")),
+        json!({"id":1,"cmd":"connect","token":"conn.jwt"})
+    );
+    let refresh = Command::Refresh {
+        token: Secret("next.jwt"),
+    };
+    assert_eq!(
+        json_of(encode(Format::Json, Some(2), refresh).expect("encodes")),
+        json!({"id":2,"cmd":"refresh","token":"next.jwt"})
+    );
+    let subscribe = Command::Subscribe {
+        channel: "private:x",
+        since: None,
+        join_leave: false,
+        token: Some(Secret("sub.jwt")),
+    };
+    assert_eq!(
+        msgpack_of(encode(Format::MessagePack, Some(3), subscribe).expect("encodes")),
+        map(vec![
+            ("id", 3.into()),
+            ("cmd", "subscribe".into()),
+            ("channel", "private:x".into()),
+            ("token", "sub.jwt".into()),
+        ])
+    );
+    for command in [connect, refresh, subscribe] {
+        let shown = format!("{command:?}");
+        assert!(!shown.contains(".jwt"), "{shown}");
+    }
 }
 
 #[test]
@@ -267,6 +309,20 @@ fn presence_replies_decode_list_and_count() {
 }
 
 #[test]
+fn connect_reply_carries_the_user_and_the_expiry() {
+    let Ok(Incoming::Reply {
+        result: Ok(body), ..
+    }) = decode_text(
+        r#"{"id":1,"result":{"client":"k3","version":"0.1.0","ping_interval":25,"max_message_bytes":65536,"user":"alice","expires":1700000000}}"#,
+    )
+    else {
+        panic!("not a reply");
+    };
+    assert_eq!(body.user.as_deref(), Some("alice"));
+    assert_eq!(body.expires, Some(1_700_000_000));
+}
+
+#[test]
 fn control_pushes_decode() {
     assert!(matches!(
         decode_text(r#"{"push":"ping"}"#),
@@ -284,6 +340,12 @@ fn control_pushes_decode() {
     assert!(matches!(
         decode_text(r#"{"push":"join","channel":"c","info":{"client":"x"}}"#),
         Ok(Incoming::Push(Push::Join { .. }))
+    ));
+    assert!(matches!(
+        decode_text(r#"{"push":"refresh","expires":1700000000}"#),
+        Ok(Incoming::Push(Push::Refresh {
+            expires: Some(1_700_000_000)
+        }))
     ));
     assert!(matches!(
         decode_text(r#"{"push":"something_new","extra":1}"#),
