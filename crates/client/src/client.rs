@@ -323,6 +323,23 @@ impl Client {
         })
     }
 
+    /// Calls `method` on the application's backend through the server's rpc hook
+    /// (`docs/hooks.md`) and returns the data it answered (`Null` when none). The
+    /// backend's refusal is [`ClientError::Server`] with `permission_denied`; a backend
+    /// that did not answer in time, `backend_unavailable`; a server without an rpc hook,
+    /// `not_available`.
+    pub async fn rpc(
+        &self,
+        method: &str,
+        data: impl Into<Data>,
+    ) -> Result<serde_json::Value, ClientError> {
+        let request = Request::Rpc {
+            method: method.to_owned(),
+            data: data.into(),
+        };
+        Ok(self.request(request).await?.data.unwrap_or_default())
+    }
+
     /// Measures a round trip to the server (a `ping` command and its reply).
     pub async fn ping(&self) -> Result<Duration, ClientError> {
         let start = Instant::now();

@@ -112,6 +112,10 @@ pub(crate) enum Request {
         channel: String,
         options: HistoryOptions,
     },
+    Rpc {
+        method: String,
+        data: Data,
+    },
     Ping,
 }
 
@@ -122,6 +126,7 @@ impl Request {
             Self::Presence { channel } => Command::Presence { channel },
             Self::PresenceCount { channel } => Command::PresenceCount { channel },
             Self::History { channel, options } => Command::History { channel, options },
+            Self::Rpc { method, data } => Command::Rpc { method, data },
             Self::Ping => Command::Ping,
         }
     }

@@ -154,8 +154,11 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// `not_available`: the channel's options turn this off (presence, join/leave events).
     NotAvailable,
-    /// `permission_denied`: the channel's options do not let clients do this.
+    /// `permission_denied`: the channel's options do not let clients do this, or the
+    /// application's backend (a subscribe, publish or rpc hook) refused it.
     PermissionDenied,
+    /// `forbidden`: the application's connect hook refused the connection.
+    Forbidden,
     /// `internal`: a server bug.
     Internal,
     /// A code this client does not know.
@@ -184,6 +187,7 @@ impl ErrorCode {
             Self::StoreUnavailable => "store_unavailable",
             Self::NotAvailable => "not_available",
             Self::PermissionDenied => "permission_denied",
+            Self::Forbidden => "forbidden",
             Self::Internal => "internal",
             Self::Other(code) => code,
         }
@@ -210,6 +214,7 @@ impl ErrorCode {
             "store_unavailable" => Self::StoreUnavailable,
             "not_available" => Self::NotAvailable,
             "permission_denied" => Self::PermissionDenied,
+            "forbidden" => Self::Forbidden,
             "internal" => Self::Internal,
             other => Self::Other(other.to_owned()),
         }

@@ -75,6 +75,8 @@ pub(crate) enum Command<'a> {
         channel: &'a str,
         options: &'a HistoryOptions,
     },
+    /// `rpc`: a call answered by the application's backend.
+    Rpc { method: &'a str, data: &'a Data },
     /// `ping` (a request, for round-trip time).
     Ping,
     /// `pong` (the answer to a server `ping` push; never has an id).
@@ -106,6 +108,8 @@ struct OutFrame<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     b64: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
+    method: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
     limit: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
     after: Option<u64>,
@@ -127,6 +131,7 @@ impl<'a> OutFrame<'a> {
             token: None,
             data: None,
             b64: None,
+            method: None,
             limit: None,
             after: None,
             before: None,
@@ -200,20 +205,22 @@ fn out_frame<'a>(format: Format, id: Option<u64>, command: Command<'a>) -> OutFr
             channel: Some(channel),
             ..OutFrame::new(id, "unsubscribe")
         },
-        Command::Publish { channel, data } => {
-            let mut frame = OutFrame {
+        Command::Publish { channel, data } => with_data(
+            OutFrame {
                 channel: Some(channel),
                 ..OutFrame::new(id, "publish")
-            };
-            match (data, format) {
-                (Data::Json(value), _) => frame.data = Some(OutData::Json(value)),
-                (Data::Binary(bytes), Format::MessagePack) => {
-                    frame.data = Some(OutData::Binary(bytes));
-                }
-                (Data::Binary(bytes), Format::Json) => frame.b64 = Some(BASE64.encode(bytes)),
-            }
-            frame
-        }
+            },
+            data,
+            format,
+        ),
+        Command::Rpc { method, data } => with_data(
+            OutFrame {
+                method: Some(method),
+                ..OutFrame::new(id, "rpc")
+            },
+            data,
+            format,
+        ),
         Command::Presence { channel } => OutFrame {
             channel: Some(channel),
             ..OutFrame::new(id, "presence")
@@ -238,6 +245,16 @@ fn out_frame<'a>(format: Format, id: Option<u64>, command: Command<'a>) -> OutFr
         Command::Ping => OutFrame::new(id, "ping"),
         Command::Pong => OutFrame::new(None, "pong"),
     }
+}
+
+/// Sets `frame`'s data: JSON as itself, binary as `bin` in MessagePack or `b64` in JSON.
+fn with_data<'a>(mut frame: OutFrame<'a>, data: &'a Data, format: Format) -> OutFrame<'a> {
+    match (data, format) {
+        (Data::Json(value), _) => frame.data = Some(OutData::Json(value)),
+        (Data::Binary(bytes), Format::MessagePack) => frame.data = Some(OutData::Binary(bytes)),
+        (Data::Binary(bytes), Format::Json) => frame.b64 = Some(BASE64.encode(bytes)),
+    }
+    frame
 }
 
 // === replies and pushes (server → client) ===
@@ -312,6 +329,9 @@ pub(crate) struct ReplyBody {
     pub(crate) clients: Option<Clients>,
     #[serde(default)]
     pub(crate) users: Option<u64>,
+    /// `rpc`: the application backend's answer.
+    #[serde(default)]
+    pub(crate) data: Option<serde_json::Value>,
 }
 
 impl ReplyBody {

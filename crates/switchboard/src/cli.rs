@@ -26,6 +26,8 @@ enum Command {
     Publish(PublishArgs),
     /// Print publications of one or more channels as JSON lines; reconnects and recovers.
     Subscribe(SubscribeArgs),
+    /// Call METHOD on the application's backend (the server's rpc hook) and print its answer.
+    Rpc(RpcArgs),
     /// Print an HS256 token signed with the configured auth.hmac_secret (for development).
     Token(TokenArgs),
     /// Check or create the configuration file.
@@ -180,6 +182,16 @@ pub(crate) struct PublishArgs {
 }
 
 #[derive(Args)]
+pub(crate) struct RpcArgs {
+    #[command(flatten)]
+    pub(crate) remote: RemoteArgs,
+    /// The method.
+    pub(crate) method: String,
+    /// The data: JSON text, or any other text (sent as a JSON string); null when absent.
+    pub(crate) data: Option<String>,
+}
+
+#[derive(Args)]
 pub(crate) struct SubscribeArgs {
     #[command(flatten)]
     pub(crate) remote: RemoteArgs,
@@ -259,6 +271,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         }
         Command::Publish(a) => crate::remote::publish(a),
         Command::Subscribe(a) => crate::remote::subscribe(a),
+        Command::Rpc(a) => crate::remote::rpc(a),
         Command::Token(a) => {
             let config = load(&a.config, &[])?;
             crate::token::mint(&config, &a)

@@ -12,7 +12,7 @@ use switchboard_client::{
     TokenSource,
 };
 
-use crate::cli::{PublishArgs, RemoteArgs, SubscribeArgs};
+use crate::cli::{PublishArgs, RemoteArgs, RpcArgs, SubscribeArgs};
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_current_thread()
@@ -59,6 +59,19 @@ pub(crate) fn publish(a: PublishArgs) -> anyhow::Result<ExitCode> {
             "{}",
             json!({"channel": a.channel, "offset": pos.offset, "epoch": pos.epoch})
         );
+        client.close().await;
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub(crate) fn rpc(a: RpcArgs) -> anyhow::Result<ExitCode> {
+    runtime()?.block_on(async move {
+        let client = connect(&a.remote).await?;
+        let answer = client
+            .rpc(&a.method, a.data.as_deref().map_or(Value::Null, data))
+            .await
+            .with_context(|| format!("rpc {:?} failed", a.method))?;
+        println!("{answer}");
         client.close().await;
         Ok(ExitCode::SUCCESS)
     })

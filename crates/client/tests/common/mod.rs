@@ -198,7 +198,7 @@ fn signal(pid: u32, signal: &str) {
 }
 
 /// `SWITCHBOARD_BIN`, else `switchboard` in the target directory this test was built in.
-fn server_binary() -> PathBuf {
+pub(crate) fn server_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("SWITCHBOARD_BIN") {
         return PathBuf::from(path);
     }
