@@ -1,5 +1,5 @@
 //! TLS: HTTPS and WSS served directly (rustls, `ring` provider), from PEM certificate and key
-//! files that [`Tls::reload`] rereads on SIGHUP without dropping a connection, or from a
+//! files that `Tls::reload` rereads on SIGHUP without dropping a connection, or from a
 //! self-signed certificate for development (`--tls-self-signed`), kept under the data
 //! directory so that a browser told to trust it keeps trusting it across restarts.
 
