@@ -3,7 +3,9 @@
 //! One writer thread (`writer.rs`) owns the only write connection. Every change (`open`
 //! creating or re-epoching a stream, `append`, `trim`, `expire`, `close`) reaches it through
 //! a bounded queue, so writes never contend for SQLite's lock, and appends queued together
-//! commit together (one fsync). Reads go to `readers` threads (`reader.rs`) holding read-only
+//! commit together (one fsync). Appends land in an unindexed log table that the writer moves
+//! into the indexed one in bulk (`schema.rs` says why), so a commit over many streams writes
+//! a few pages. Reads go to `readers` threads (`reader.rs`) holding read-only
 //! connections, which WAL mode lets run beside the writer. Every caller waits on a oneshot
 //! answer, bounded by the configured timeout. Nothing here panics on what the file or the
 //! disk does: SQLite errors become [`StoreError`]s (`Unavailable` for a full disk, a

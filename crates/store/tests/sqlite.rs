@@ -140,6 +140,134 @@ async fn a_schema_from_a_newer_version_is_refused() {
     );
 }
 
+/// The layout of schema version 1, as its build wrote it.
+const SCHEMA_V1: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
+INSERT INTO meta VALUES ('schema_version', 1);
+CREATE TABLE streams (
+    id INTEGER PRIMARY KEY, channel TEXT NOT NULL UNIQUE, epoch TEXT NOT NULL,
+    top INTEGER NOT NULL, last_append_ms INTEGER NOT NULL, async_run TEXT
+);
+CREATE TABLE publications (
+    stream INTEGER NOT NULL, offset INTEGER NOT NULL, time_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL, kind INTEGER NOT NULL, data BLOB NOT NULL,
+    client TEXT, user_id TEXT, conn_info BLOB, PRIMARY KEY (stream, offset)
+);
+CREATE INDEX publications_by_expiry ON publications (expires_ms);
+INSERT INTO streams VALUES (1, 'old', 'epoch-v1', 3, 0, NULL);
+INSERT INTO publications (stream, offset, time_ms, expires_ms, kind, data)
+    VALUES (1, 1, 0, 9000000000000, 1, x'01'), (1, 2, 0, 9000000000000, 1, x'02'),
+           (1, 3, 0, 9000000000000, 1, x'03');
+";
+
+#[tokio::test]
+async fn a_version_1_file_is_migrated_and_keeps_its_publications() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = cfg(&dir);
+    fs::create_dir_all(config.path.parent().unwrap()).unwrap();
+    let conn = rusqlite::Connection::open(&config.path).unwrap();
+    conn.execute_batch(SCHEMA_V1).unwrap();
+    drop(conn);
+
+    let store = SqliteStore::open(config.clone()).unwrap();
+    let ch = channel("old");
+    let meta = store.open(&ch, false).await.unwrap();
+    assert_eq!((meta.epoch.as_str(), meta.top), ("epoch-v1", 3));
+    assert_eq!(offsets(&store, &ch).await, [1, 2, 3]);
+    store
+        .append(vec![append(&ch, &meta.epoch, 4..=5, 10)])
+        .await
+        .unwrap();
+    assert_eq!(offsets(&store, &ch).await, [1, 2, 3, 4, 5]);
+    store.close().await.unwrap();
+
+    let conn = rusqlite::Connection::open(&config.path).unwrap();
+    let version: i64 = conn
+        .query_row(
+            "SELECT value FROM meta WHERE key = 'schema_version'",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(version, 2);
+}
+
+#[tokio::test]
+async fn reads_trims_and_stats_see_publications_on_both_sides_of_a_log_move() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(cfg(&dir)).unwrap();
+    let ch = channel("moved");
+    let meta = store.open(&ch, false).await.unwrap();
+    // 3000 publications in batches of 500: the log is moved into the indexed table once
+    // it holds 2048 rows, so the last ones are still in the log.
+    for b in 0..6u64 {
+        store
+            .append(vec![append(
+                &ch,
+                &meta.epoch,
+                b * 500 + 1..=b * 500 + 500,
+                8,
+            )])
+            .await
+            .unwrap();
+    }
+    let page = store.read(forward(&ch, 2400, 200)).await.unwrap();
+    let got: Vec<u64> = page.iter().map(|p| p.offset).collect();
+    assert_eq!(got, (2401..=2600).collect::<Vec<_>>());
+    let back = store
+        .read(ReadQuery {
+            from: PageFrom::Before(2600),
+            ..forward(&ch, 0, 200)
+        })
+        .await
+        .unwrap();
+    let got: Vec<u64> = back.iter().map(|p| p.offset).collect();
+    assert_eq!(got, (2400..=2599).rev().collect::<Vec<_>>());
+    let capped = store
+        .read(ReadQuery {
+            max_offset: 2550,
+            ..forward(&ch, 2490, 1000)
+        })
+        .await
+        .unwrap();
+    assert_eq!(capped.len(), 60);
+    let stats = store.stats(1).await.unwrap();
+    assert_eq!((stats.publications, stats.data_bytes), (3000, 24_000));
+    assert_eq!(stats.largest[0].publications, 3000);
+    let one = store.stream_stats(vec![ch.clone()]).await.unwrap();
+    assert_eq!(
+        (one[0].publications, one[0].bytes, one[0].top),
+        (3000, 24_000, 3000)
+    );
+
+    // A cut into the log's rows.
+    let removed = store
+        .trim(vec![switchboard_core::store::TrimCut {
+            channel: ch.clone(),
+            through: 2750,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(removed, 2750);
+    assert_eq!(
+        offsets(&store, &ch).await,
+        (2751..=3000).collect::<Vec<_>>()
+    );
+    store
+        .append(vec![append(&ch, &meta.epoch, 3001..=3010, 8)])
+        .await
+        .unwrap();
+    // Dropped without `close`, as a crash: the log is moved when the file is opened again.
+    drop(store);
+    let store = SqliteStore::open(cfg(&dir)).unwrap();
+    assert_eq!(store.open(&ch, false).await.unwrap().top, 3010);
+    assert_eq!(
+        offsets(&store, &ch).await,
+        (2751..=3010).collect::<Vec<_>>()
+    );
+    store.close().await.unwrap();
+}
+
 #[tokio::test]
 async fn a_location_that_cannot_be_created_is_unavailable() {
     let dir = tempfile::tempdir().unwrap();

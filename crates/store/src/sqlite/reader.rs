@@ -1,6 +1,9 @@
 //! Reader threads: each holds one read-only connection and serves the shared read queue
 //! (pages, sizes, pings, and the lookup that lets most `open` calls skip the writer). In WAL
 //! mode they read a committed snapshot while the writer goes on. They never write.
+//! Publications are in two tables (`publications`, and `log` for the latest commits; see
+//! `schema.rs`): every statement here reads both, in one statement or one read transaction,
+//! so a move from one to the other can never hide or double a row.
 
 use std::{
     fs,
@@ -91,23 +94,31 @@ impl Reader {
         }))
     }
 
-    /// One statement, so the page comes from one snapshot.
+    /// One statement, so the page comes from one snapshot. SQLite merges the two ordered
+    /// halves of the compound select (the index of `publications` in order, the few log rows
+    /// sorted) and stops at the limit.
     fn read(&self, q: &ReadQuery) -> Result<Vec<StoredPublication>, StoreError> {
+        const AFTER: &str = "
+            SELECT offset, time_ms, kind, data, client, user_id, conn_info FROM publications
+            WHERE stream = (SELECT id FROM streams WHERE channel = ?1)
+            AND offset > ?2 AND offset <= ?3 AND expires_ms > ?4
+            UNION ALL
+            SELECT offset, time_ms, kind, data, client, user_id, conn_info FROM log
+            WHERE stream = (SELECT id FROM streams WHERE channel = ?1)
+            AND offset > ?2 AND offset <= ?3 AND expires_ms > ?4
+            ORDER BY offset ASC LIMIT ?5";
+        const BEFORE: &str = "
+            SELECT offset, time_ms, kind, data, client, user_id, conn_info FROM publications
+            WHERE stream = (SELECT id FROM streams WHERE channel = ?1)
+            AND offset < ?2 AND offset <= ?3 AND expires_ms > ?4
+            UNION ALL
+            SELECT offset, time_ms, kind, data, client, user_id, conn_info FROM log
+            WHERE stream = (SELECT id FROM streams WHERE channel = ?1)
+            AND offset < ?2 AND offset <= ?3 AND expires_ms > ?4
+            ORDER BY offset DESC LIMIT ?5";
         let (sql, bound) = match q.from {
-            PageFrom::After(after) => (
-                "SELECT offset, time_ms, kind, data, client, user_id, conn_info FROM publications \
-                 WHERE stream = (SELECT id FROM streams WHERE channel = ?1) \
-                 AND offset > ?2 AND offset <= ?3 AND expires_ms > ?4 \
-                 ORDER BY offset ASC LIMIT ?5",
-                after,
-            ),
-            PageFrom::Before(before) => (
-                "SELECT offset, time_ms, kind, data, client, user_id, conn_info FROM publications \
-                 WHERE stream = (SELECT id FROM streams WHERE channel = ?1) \
-                 AND offset < ?2 AND offset <= ?3 AND expires_ms > ?4 \
-                 ORDER BY offset DESC LIMIT ?5",
-                before,
-            ),
+            PageFrom::After(after) => (AFTER, after),
+            PageFrom::Before(before) => (BEFORE, before),
         };
         let err = |e| self.file.error(e);
         let mut statement = self.conn.prepare_cached(sql).map_err(err)?;
@@ -137,7 +148,10 @@ impl Reader {
             .map_err(err)?;
         let (publications, data_bytes): (i64, i64) = tx
             .query_row(
-                "SELECT count(*), coalesce(sum(length(data)), 0) FROM publications",
+                "SELECT sum(n), sum(b) FROM ( \
+                 SELECT count(*) AS n, coalesce(sum(length(data)), 0) AS b FROM publications \
+                 UNION ALL \
+                 SELECT count(*), coalesce(sum(length(data)), 0) FROM log)",
                 [],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -145,12 +159,9 @@ impl Reader {
         let mut top = Vec::new();
         {
             let mut statement = tx
-                .prepare_cached(
-                    "SELECT s.channel, s.epoch, s.top, count(p.stream), \
-                     coalesce(sum(length(p.data)), 0) \
-                     FROM streams s LEFT JOIN publications p ON p.stream = s.id \
-                     GROUP BY s.id ORDER BY count(p.stream) DESC, s.channel LIMIT ?1",
-                )
+                .prepare_cached(&format!(
+                    "{STREAM_SIZES} GROUP BY s.id ORDER BY 4 DESC, s.channel LIMIT ?1"
+                ))
                 .map_err(err)?;
             let mut rows = statement.query([to_sql(largest as u64)]).map_err(err)?;
             while let Some(row) = rows.next().map_err(err)? {
@@ -177,12 +188,9 @@ impl Reader {
         let mut found = Vec::with_capacity(channels.len());
         {
             let mut statement = tx
-                .prepare_cached(
-                    "SELECT s.channel, s.epoch, s.top, count(p.stream), \
-                     coalesce(sum(length(p.data)), 0) \
-                     FROM streams s LEFT JOIN publications p ON p.stream = s.id \
-                     WHERE s.channel = ?1 GROUP BY s.id",
-                )
+                .prepare_cached(&format!(
+                    "{STREAM_SIZES} WHERE s.channel = ?1 GROUP BY s.id"
+                ))
                 .map_err(err)?;
             for channel in channels {
                 let mut rows = statement.query([channel.as_str()]).map_err(err)?;
@@ -195,6 +203,17 @@ impl Reader {
         Ok(found)
     }
 }
+
+/// Each stream's name, epoch, top, publication count and data bytes, to complete with a
+/// `WHERE` and `GROUP BY s.id`. `log` is small: it is summed per stream once per statement.
+const STREAM_SIZES: &str = "
+    SELECT s.channel, s.epoch, s.top,
+        count(p.stream) + max(coalesce(l.n, 0)),
+        coalesce(sum(length(p.data)), 0) + max(coalesce(l.b, 0))
+    FROM streams s
+    LEFT JOIN publications p ON p.stream = s.id
+    LEFT JOIN (SELECT stream, count(*) AS n, sum(length(data)) AS b FROM log GROUP BY stream) l
+        ON l.stream = s.id";
 
 fn answer<T>(reply: Reply<T>, work: impl FnOnce() -> Result<T, StoreError>) {
     // A caller that gave up (timed out, dropped) needs no answer and no work.

@@ -10,8 +10,11 @@ use switchboard_core::StoreError;
 use super::{DbFile, Synchronous};
 
 /// The version of [`SCHEMA`]. A file with a higher one was written by a newer switchboard
-/// and is refused rather than misread.
-const SCHEMA_VERSION: i64 = 1;
+/// and is refused rather than misread; a file with a lower one is migrated by [`set_up`].
+///
+/// 1. `streams`, `publications`.
+/// 2. adds `log` (an older build would not read it, hence the new version).
+const SCHEMA_VERSION: i64 = 2;
 
 /// `publications` is a rowid table with `(stream, offset)` as a separate unique index, not a
 /// `WITHOUT ROWID` table: data reaches 64 KiB, and a `WITHOUT ROWID` table keeps whole rows
@@ -19,6 +22,15 @@ const SCHEMA_VERSION: i64 = 1;
 /// fan-out. The rowid table keeps rows up to ~4 KiB on their leaf, appends at its right
 /// edge, and expiry deletes by rowid. Measured with `append_throughput`: equal for 100-byte
 /// data, `WITHOUT ROWID` about 1.5–2× slower for 4 KiB data.
+///
+/// `log` holds the publications committed since they were last moved into `publications`,
+/// in commit order, with no index at all: an append writes only the pages at its right edge
+/// (a few for a whole group commit), where inserting into `publications` dirties one
+/// `(stream, offset)` index page per stream of the commit. The writer moves the log into
+/// `publications` in bulk (see `writer.rs`), so each stream's index page is written once
+/// for many commits; readers read both tables. A stream's rows in `log` always follow its
+/// rows in `publications` (the move takes the whole log), and `log` stays small (bounded
+/// by the writer), so reading it without an index is cheap.
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS streams (
     id INTEGER PRIMARY KEY,
@@ -41,6 +53,27 @@ CREATE TABLE IF NOT EXISTS publications (
     PRIMARY KEY (stream, offset)
 );
 CREATE INDEX IF NOT EXISTS publications_by_expiry ON publications (expires_ms);
+CREATE TABLE IF NOT EXISTS log (
+    stream INTEGER NOT NULL,
+    offset INTEGER NOT NULL,
+    time_ms INTEGER NOT NULL,
+    expires_ms INTEGER NOT NULL,
+    kind INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    client TEXT,
+    user_id TEXT,
+    conn_info BLOB
+);
+";
+
+/// Moves every row of `log` into `publications`, oldest first, and empties `log`. Run by the
+/// writer inside its transaction.
+pub(super) const MOVE_LOG: &str = "
+INSERT INTO publications (stream, offset, time_ms, expires_ms, kind, data, client, user_id,
+    conn_info)
+SELECT stream, offset, time_ms, expires_ms, kind, data, client, user_id, conn_info
+FROM log ORDER BY rowid;
+DELETE FROM log;
 ";
 
 /// `publications.kind` of JSON data.
@@ -85,8 +118,9 @@ pub(super) fn connect(
     Ok(conn)
 }
 
-/// Puts the writer's connection in WAL mode with the configured durability, and creates or
-/// checks the schema. Returns the schema version found.
+/// Puts the writer's connection in WAL mode with the configured durability, creates, checks
+/// or migrates the schema (one transaction: a failed migration leaves the file as it was),
+/// and moves what `log` holds into `publications`. Returns the schema version found.
 pub(super) fn set_up(
     conn: &Connection,
     file: &DbFile,
@@ -163,12 +197,24 @@ fn create(conn: &Connection, file: &DbFile) -> Result<i64, StoreError> {
             file.label
         ))),
         _ => {
+            // Version 1 → 2 only adds `log`: `CREATE … IF NOT EXISTS` is the migration.
             conn.execute_batch(SCHEMA).map_err(err)?;
             conn.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+                "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) \
+                 ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                 [SCHEMA_VERSION],
             )
             .map_err(err)?;
+            if let Some(v) = found.filter(|v| *v < SCHEMA_VERSION) {
+                tracing::info!(
+                    path = %file.label,
+                    from = v,
+                    to = SCHEMA_VERSION,
+                    "sqlite schema migrated"
+                );
+            }
+            // What a run that stopped without moving its log left behind.
+            conn.execute_batch(MOVE_LOG).map_err(err)?;
             Ok(found.unwrap_or(SCHEMA_VERSION))
         }
     }

@@ -2,6 +2,12 @@
 //! `BEGIN IMMEDIATE … COMMIT` per command (or per group of queued appends). It never panics
 //! and never stops on a failed transaction: it rolls back, answers the error, and takes the
 //! next command. It stops on `Close` or when the store is dropped.
+//!
+//! Appends go to the unindexed `log` table (see `schema.rs`), so a group commit over many
+//! streams writes a few pages instead of one index page per stream. The writer moves the
+//! log into `publications` inside an append's transaction once it holds [`LOG_MAX_ROWS`]
+//! rows or [`LOG_MAX_BYTES`] of data, and before every trim, expiry and close, which then
+//! only have `publications` to deal with.
 
 use std::{collections::HashMap, sync::Arc};
 
@@ -14,7 +20,7 @@ use tokio::sync::mpsc;
 
 use super::{
     DbFile, Reply, WriteCommand, from_sql,
-    schema::{KIND_BINARY, KIND_JSON},
+    schema::{self, KIND_BINARY, KIND_JSON},
     to_sql,
 };
 
@@ -24,6 +30,14 @@ const MAX_GROUP: usize = 64;
 const MAX_CACHED_IDS: usize = 100_000;
 /// Streams examined for idleness per `expire` call.
 const STREAM_SWEEP: i64 = 1000;
+/// Rows of `log` that make the next append move it into `publications`. Readers scan the
+/// log without an index, so this bounds their extra work; a move writes each stream's
+/// index page once for the commits it gathers (64 publications per commit over 64 streams:
+/// one move per 32 commits).
+const LOG_MAX_ROWS: u64 = 2048;
+/// Bytes of publication data in `log` that make the next append move it: large
+/// publications are moved sooner, which keeps the log's pages few.
+const LOG_MAX_BYTES: u64 = 1024 * 1024;
 
 pub(super) struct Writer {
     conn: Connection,
@@ -38,6 +52,15 @@ pub(super) struct Writer {
     sweep_after: i64,
     /// Failed transactions in a row, to log the start and the end of an outage only.
     failures: u64,
+    /// What `log` holds, as of the open transaction; restored when it rolls back.
+    log: LogSize,
+}
+
+/// Rows and data bytes in the `log` table.
+#[derive(Debug, Clone, Copy, Default)]
+struct LogSize {
+    rows: u64,
+    bytes: u64,
 }
 
 impl Writer {
@@ -49,6 +72,8 @@ impl Writer {
             ids: HashMap::new(),
             sweep_after: 0,
             failures: 0,
+            // `set_up` moved the log on open.
+            log: LogSize::default(),
         }
     }
 
@@ -119,6 +144,7 @@ impl Writer {
         &mut self,
         body: impl FnOnce(&mut Self) -> Result<T, StoreError>,
     ) -> Result<T, StoreError> {
+        let log = self.log;
         let result = self
             .exec("BEGIN IMMEDIATE")
             .and_then(|()| body(self))
@@ -130,8 +156,22 @@ impl Writer {
         {
             tracing::warn!(path = %self.file.label, error = %e, "sqlite rollback failed");
         }
+        if result.is_err() {
+            self.log = log;
+        }
         self.note(result.as_ref().err());
         result
+    }
+
+    /// Moves `log` into `publications` inside the open transaction.
+    fn move_log(&mut self) -> Result<(), StoreError> {
+        if self.log.rows > 0 {
+            self.conn
+                .execute_batch(schema::MOVE_LOG)
+                .map_err(|e| self.file.error(e))?;
+            self.log = LogSize::default();
+        }
+        Ok(())
     }
 
     /// Logs when writes start failing and when they work again, not every failure.
@@ -174,6 +214,9 @@ impl Writer {
         let mut created = Vec::new();
         let mut outcomes = Vec::with_capacity(group.len());
         let result = self.transaction(|w| {
+            if w.log.rows >= LOG_MAX_ROWS || w.log.bytes >= LOG_MAX_BYTES {
+                w.move_log()?;
+            }
             if let [(batch, reply)] = group.as_slice() {
                 // One append (the hub's case: its writer waits for each commit): the
                 // transaction is the unit, no savepoint and its page copies needed.
@@ -187,12 +230,14 @@ impl Writer {
             for (batch, reply) in &group {
                 w.exec("SAVEPOINT batch")?;
                 let mark = created.len();
+                let log = w.log;
                 let applied = w.append(batch, now_ms, &mut created);
                 match &applied {
                     Ok(()) if !reply.is_closed() => {}
                     Ok(()) | Err(StoreError::Conflict { .. }) => {
                         w.exec("ROLLBACK TO batch")?;
                         w.forget(created.drain(mark..));
+                        w.log = log;
                     }
                     Err(_) => return applied,
                 }
@@ -224,8 +269,8 @@ impl Writer {
         self.ids.insert(channel.clone(), id);
     }
 
-    /// Appends one batch inside the open transaction; `created` collects the streams it
-    /// inserted.
+    /// Appends one batch to `log` inside the open transaction; `created` collects the
+    /// streams it inserted.
     fn append(
         &mut self,
         batch: &[StreamAppend],
@@ -251,7 +296,7 @@ impl Writer {
             let mut insert = self
                 .conn
                 .prepare_cached(
-                    "INSERT INTO publications (stream, offset, time_ms, expires_ms, kind, data, \
+                    "INSERT INTO log (stream, offset, time_ms, expires_ms, kind, data, \
                      client, user_id, conn_info) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
                 )
                 .map_err(|e| self.file.error(e))?;
@@ -275,6 +320,8 @@ impl Writer {
                             .map(|j| &j.as_bytes()[..]),
                     ])
                     .map_err(|e| self.file.error(e))?;
+                self.log.rows += 1;
+                self.log.bytes += data.len() as u64;
             }
         }
         Ok(())
@@ -443,7 +490,9 @@ impl Writer {
         }
     }
 
+    /// Moves the log first: the cut may reach into it.
     fn trim(&mut self, cuts: &[TrimCut]) -> Result<u64, StoreError> {
+        self.move_log()?;
         let mut delete = self
             .conn
             .prepare_cached(
@@ -461,12 +510,15 @@ impl Writer {
         Ok(removed)
     }
 
+    /// Moves the log first, so expiry and the idle-stream sweep see every publication in
+    /// `publications`.
     fn expire(
         &mut self,
         now_ms: u64,
         stream_idle_ms: u64,
         max_rows: usize,
     ) -> Result<u64, StoreError> {
+        self.move_log()?;
         let removed = self
             .conn
             .prepare_cached(
@@ -481,7 +533,8 @@ impl Writer {
         Ok(removed as u64)
     }
 
-    /// Deletes streams with no publication whose last append is at or before `cutoff`,
+    /// Deletes streams with no publication whose last append is at or before `cutoff` (the
+    /// caller moved the log, so `publications` holds them all),
     /// except those this run marked for async writes: the append that would create one again
     /// could not restore its mark, and a crash would then keep an epoch it must change. Each
     /// call examines at most [`STREAM_SWEEP`] streams, going on from where the previous one
@@ -534,11 +587,12 @@ impl Writer {
         Ok(())
     }
 
-    /// Clears this run's marks (what tells the next run this one stopped cleanly), then
-    /// checkpoints the WAL into the database file and closes the connection.
+    /// Clears this run's marks (what tells the next run this one stopped cleanly) and moves
+    /// the log, then checkpoints the WAL into the database file and closes the connection.
     fn close(mut self) -> Result<(), StoreError> {
         let run = self.run.clone();
         let cleared = self.transaction(|w| {
+            w.move_log()?;
             w.conn
                 .prepare_cached("UPDATE streams SET async_run = NULL WHERE async_run = ?1")
                 .and_then(|mut s| s.execute([&*run]))
