@@ -20,9 +20,11 @@ mod audit;
 pub mod auth;
 pub mod config;
 mod error;
+#[doc(hidden)]
+pub mod fuzzing;
+pub mod hooks;
 pub mod limits;
 pub mod metrics;
-pub mod hooks;
 mod origin;
 mod server;
 mod state;
@@ -31,8 +33,8 @@ pub mod tls;
 mod transport;
 
 pub use auth::AuthConfig;
-pub use hooks::{HooksConfig, HooksConfigError};
 pub use config::{Config, ConfigError, LogFormat};
+pub use hooks::{HooksConfig, HooksConfigError};
 pub use server::{Server, ServerError};
 pub use store::{StoreConfig, StoreKind};
 pub use tls::{TlsConfig, TlsError};
