@@ -59,7 +59,7 @@ pub use options::{ChannelOptions, Durability, NamespaceError, NamespaceOptions, 
 pub use outbox::{Delivery, Disconnect, Outbox, OutboxLimits, Pushed};
 pub use publication::{
     ClientInfo, Epoch, FRAME_SLOTS, FrameSlot, InvalidJson, Payload, Prepared, PresenceEvent,
-    Publication, RawJson, StreamPosition, UserMessage,
+    Publication, RawJson, StreamPosition, UserMessage, validate_json,
 };
 pub use store::{MemoryStore, Store, StoreError, StoreStats, StreamStats};
 

@@ -28,11 +28,79 @@ pub enum Payload {
 #[error("data is not valid JSON: {0}")]
 pub struct InvalidJson(#[from] serde_json::Error);
 
+/// Checks that `text` is one JSON value every wire format can carry: valid syntax, and
+/// also numbers within the range of a 64-bit float and strings without lone surrogates
+/// (`1e400`, `"\ud800"`), which pass a syntax check but have no MessagePack form, so
+/// MessagePack subscribers would silently get `nil`. Strings are decoded but not kept.
+pub fn validate_json(text: &[u8]) -> Result<(), InvalidJson> {
+    serde_json::from_slice::<Strict>(text)?;
+    Ok(())
+}
+
+/// A JSON value read through `deserialize_any`, so numbers and escapes are decoded (and
+/// checked) rather than skipped, and dropped as it goes.
+struct Strict;
+
+impl<'de> serde::Deserialize<'de> for Strict {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(StrictVisitor)
+    }
+}
+
+struct StrictVisitor;
+
+impl<'de> serde::de::Visitor<'de> for StrictVisitor {
+    type Value = Strict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON value")
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Strict, E> {
+        if v.is_finite() {
+            Ok(Strict)
+        } else {
+            Err(E::custom("number out of range"))
+        }
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_unit<E>(self) -> Result<Strict, E> {
+        Ok(Strict)
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Strict, A::Error> {
+        while seq.next_element::<Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Strict, A::Error> {
+        while map.next_entry::<Strict, Strict>()?.is_some() {}
+        Ok(Strict)
+    }
+}
+
 impl Payload {
-    /// Checks that `text` is one valid JSON value and wraps it.
+    /// Checks that `text` is one JSON value every wire format can carry
+    /// ([`validate_json`]) and wraps it.
     pub fn json(text: impl Into<Bytes>) -> Result<Self, InvalidJson> {
         let text = text.into();
-        serde_json::from_slice::<serde::de::IgnoredAny>(&text)?;
+        validate_json(&text)?;
         Ok(Self::Json(text))
     }
 

@@ -250,9 +250,9 @@ fn decode_json(frame: &[u8]) -> Result<Request, DecodeError> {
     })?;
     let data = match (c.data, &c.b64) {
         (Some(_), Some(_)) => Some(Err("give either data or b64, not both".to_owned())),
-        (Some(raw), None) => Some(Ok(Payload::Json(Bytes::copy_from_slice(
-            raw.get().as_bytes(),
-        )))),
+        (Some(raw), None) => Some(
+            Payload::json(Bytes::copy_from_slice(raw.get().as_bytes())).map_err(|e| e.to_string()),
+        ),
         (None, Some(b64)) => Some(
             base64::engine::general_purpose::STANDARD
                 .decode(b64.as_bytes())
@@ -270,9 +270,11 @@ fn decode_json(frame: &[u8]) -> Result<Request, DecodeError> {
         join_leave: c.join_leave,
         name: c.name,
         version: c.version,
-        info: c
-            .info
-            .map(|raw| Ok(RawJson::new(Bytes::copy_from_slice(raw.get().as_bytes())))),
+        info: c.info.map(|raw| {
+            switchboard_core::validate_json(raw.get().as_bytes())
+                .map(|()| RawJson::new(Bytes::copy_from_slice(raw.get().as_bytes())))
+                .map_err(|e| format!("info: {e}"))
+        }),
         token: c.token,
         method: c.method,
         limit: c.limit,

@@ -313,3 +313,34 @@ fn rpc_decodes_with_its_method_and_data_and_its_answer_encodes_in_both_formats()
         rmp_serde::from_slice(&reply(Format::MessagePack, 3, &Reply::Rpc(&answer))).unwrap();
     assert_eq!(mp, json!({"id":3,"result":{"data":{"sum":3}}}));
 }
+
+#[test]
+fn json_data_without_a_messagepack_form_is_refused_at_the_edge() {
+    // Both pass a syntax check, but MessagePack subscribers would get nil.
+    for data in [
+        "1e400",
+        r#""\ud800""#,
+        r#"{"a":[-1e999]}"#,
+        r#"{"\udc00":1}"#,
+    ] {
+        let frame = format!(r#"{{"id":5,"cmd":"publish","channel":"a","data":{data}}}"#);
+        let e = dec(&frame).unwrap_err();
+        assert_eq!((e.id, e.code), (Some(5), ErrorCode::InvalidData), "{data}");
+        let frame = format!(r#"{{"id":6,"cmd":"connect","info":{data}}}"#);
+        assert_eq!(
+            dec(&frame).unwrap_err().code,
+            ErrorCode::InvalidData,
+            "{data}"
+        );
+    }
+    // Valid escapes, big integers and small floats stay accepted.
+    for data in [
+        r#""\ud83d\ude00""#,
+        "18446744073709551615",
+        "-9223372036854775808",
+        "1.5e300",
+    ] {
+        let frame = format!(r#"{{"id":7,"cmd":"publish","channel":"a","data":{data}}}"#);
+        assert!(dec(&frame).is_ok(), "{data}");
+    }
+}

@@ -136,7 +136,8 @@ pub(crate) fn payload(
     b64: Option<String>,
 ) -> Result<Payload, ApiError> {
     match (data, b64) {
-        (Some(d), None) => Ok(Payload::Json(Bytes::copy_from_slice(d.get().as_bytes()))),
+        (Some(d), None) => Payload::json(Bytes::copy_from_slice(d.get().as_bytes()))
+            .map_err(|e| ApiError::new(ErrorCode::InvalidData, e.to_string())),
         (None, Some(b)) => base64::engine::general_purpose::STANDARD
             .decode(b.as_bytes())
             .map(|v| Payload::Binary(v.into()))

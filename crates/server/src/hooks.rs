@@ -402,9 +402,14 @@ impl Hooks {
                 )
             })?),
         };
-        let info = answer
-            .info
-            .map(|raw| RawJson::new(Bytes::copy_from_slice(raw.get().as_bytes())));
+        let info = match answer.info {
+            Some(raw) => {
+                switchboard_core::validate_json(raw.get().as_bytes())
+                    .map_err(|e| self.invalid(Hook::Connect, &format!("`info`: {e}")))?;
+                Some(RawJson::new(Bytes::copy_from_slice(raw.get().as_bytes())))
+            }
+            None => None,
+        };
         let mut claims = answer.claims.unwrap_or_default();
         if let Some(user) = &user {
             claims
@@ -473,7 +478,8 @@ impl Hooks {
         .payload(&data);
         let answer = self.call(Hook::Publish, url, caller, body).await?;
         Ok(match answer.data {
-            Some(raw) => Payload::Json(Bytes::copy_from_slice(raw.get().as_bytes())),
+            Some(raw) => Payload::json(Bytes::copy_from_slice(raw.get().as_bytes()))
+                .map_err(|e| self.invalid(Hook::Publish, &format!("`data`: {e}")))?,
             None => data,
         })
     }
@@ -495,7 +501,11 @@ impl Hooks {
         .payload(data);
         let answer = self.call(Hook::Rpc, url, caller, body).await?;
         Ok(RawJson::new(match answer.data {
-            Some(raw) => Bytes::copy_from_slice(raw.get().as_bytes()),
+            Some(raw) => {
+                switchboard_core::validate_json(raw.get().as_bytes())
+                    .map_err(|e| self.invalid(Hook::Rpc, &format!("`data`: {e}")))?;
+                Bytes::copy_from_slice(raw.get().as_bytes())
+            }
             None => Bytes::from_static(b"null"),
         }))
     }

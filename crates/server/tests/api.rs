@@ -253,3 +253,19 @@ async fn api_errors_are_counted_by_their_documented_code() {
     );
     s.stop().await;
 }
+
+#[tokio::test]
+async fn json_data_without_a_messagepack_form_is_refused_with_invalid_data() {
+    let s = TestServer::start().await;
+    for body in [
+        r#"{"channel":"a","data":1e400}"#,
+        r#"{"channel":"a","data":"\ud800"}"#,
+    ] {
+        let (status, v) = s.post_json("/api/publish", body).await;
+        assert_eq!(status, 400, "{body}: {v}");
+        assert_eq!(v["error"]["code"], "invalid_data", "{body}: {v}");
+    }
+    let (_, history) = s.get_json("/api/history?channel=a").await;
+    assert_eq!(history["publications"], serde_json::json!([]), "{history}");
+    s.stop().await;
+}
