@@ -73,6 +73,24 @@ impl Future for InFlight {
     }
 }
 
+/// The connection as hooks see it, owned by a hook call's future.
+struct HookCaller {
+    client: Option<switchboard_core::ClientId>,
+    user: Option<switchboard_core::UserId>,
+    peer: SocketAddr,
+}
+
+impl HookCaller {
+    fn get(&self) -> Caller<'_> {
+        Caller {
+            transport: TRANSPORT,
+            client: self.client.as_ref(),
+            user: self.user.as_ref(),
+            peer: Some(self.peer),
+        }
+    }
+}
+
 /// What the handshake decided for this session.
 pub(super) struct Settings {
     pub(super) format: Format,
@@ -505,16 +523,12 @@ impl Session {
     }
 
     /// What hooks are told about this connection, owned so a call can run beside `&mut self`.
-    fn caller_parts(
-        &self,
-    ) -> (
-        Option<switchboard_core::ClientId>,
-        Option<switchboard_core::UserId>,
-    ) {
-        (
-            self.client.as_ref().map(|c| c.id().clone()),
-            self.auth.as_ref().and_then(Authenticated::user).cloned(),
-        )
+    fn hook_caller(&self) -> HookCaller {
+        HookCaller {
+            client: self.client.as_ref().map(|c| c.id().clone()),
+            user: self.auth.as_ref().and_then(Authenticated::user).cloned(),
+            peer: self.peer,
+        }
     }
 
     /// Takes `auth` as the connection's and schedules its refresh (a push to the client,
@@ -555,18 +569,8 @@ impl Session {
     /// every few seconds until the expiry.
     async fn hook_refresh(&mut self, at: Instant) -> Flow {
         let hooks = self.app.hooks.clone();
-        let (client, user) = self.caller_parts();
-        let peer = self.peer;
-        let call = async move {
-            hooks
-                .refresh(Caller {
-                    transport: TRANSPORT,
-                    client: client.as_ref(),
-                    user: user.as_ref(),
-                    peer: Some(peer),
-                })
-                .await
-        };
+        let who = self.hook_caller();
+        let call = async move { hooks.refresh(who.get()).await };
         match self.serve_while(call).await {
             Err(flow) => flow,
             Ok(Ok(expires)) => {
@@ -852,18 +856,9 @@ impl Session {
                         .authorize(&auth.identity, &channel, Action::Subscribe)
                         .map_err(on(&channel))?;
                     let hooks = self.app.hooks.clone();
-                    let (client, user) = self.caller_parts();
-                    let peer = self.peer;
+                    let who = self.hook_caller();
                     let ch = channel.clone();
-                    let call = async move {
-                        let caller = Caller {
-                            transport: TRANSPORT,
-                            client: client.as_ref(),
-                            user: user.as_ref(),
-                            peer: Some(peer),
-                        };
-                        hooks.subscribe(caller, &ch).await
-                    };
+                    let call = async move { hooks.subscribe(who.get(), &ch).await };
                     match self.serve_while(call).await {
                         Err(flow) => return Ok(flow),
                         Ok(Err(e)) => return Ok(self.hook_refused(id, Hook::Subscribe, &e)),
@@ -896,18 +891,9 @@ impl Session {
                         .authorize(&identity, &channel, Action::Publish)
                         .map_err(on(&channel))?;
                     let hooks = self.app.hooks.clone();
-                    let (client, user) = self.caller_parts();
-                    let peer = self.peer;
+                    let who = self.hook_caller();
                     let ch = channel.clone();
-                    let call = async move {
-                        let caller = Caller {
-                            transport: TRANSPORT,
-                            client: client.as_ref(),
-                            user: user.as_ref(),
-                            peer: Some(peer),
-                        };
-                        hooks.publish(caller, &ch, data).await
-                    };
+                    let call = async move { hooks.publish(who.get(), &ch, data).await };
                     match self.serve_while(call).await {
                         Err(flow) => return Ok(flow),
                         Ok(Err(e)) => return Ok(self.hook_refused(id, Hook::Publish, &e)),
@@ -958,17 +944,8 @@ impl Session {
                     return Ok(Flow::Continue);
                 }
                 let hooks = self.app.hooks.clone();
-                let (client, user) = self.caller_parts();
-                let peer = self.peer;
-                let call = async move {
-                    let caller = Caller {
-                        transport: TRANSPORT,
-                        client: client.as_ref(),
-                        user: user.as_ref(),
-                        peer: Some(peer),
-                    };
-                    hooks.rpc(caller, &method, &data).await
-                };
+                let who = self.hook_caller();
+                let call = async move { hooks.rpc(who.get(), &method, &data).await };
                 match self.serve_while(call).await {
                     Err(flow) => return Ok(flow),
                     Ok(Err(e)) => return Ok(self.hook_refused(id, Hook::Rpc, &e)),
