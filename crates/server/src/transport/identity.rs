@@ -35,9 +35,16 @@ pub(crate) async fn authenticate(
 ) -> Result<RequestIdentity, ApiError> {
     let cookie = app.auth.config().cookie.as_deref();
     let presented = presented_token(headers, query_token, cookie);
-    let source = presented.map(|(_, s)| s);
+    let by_hook = presented.is_none() && app.hooks.connect_enabled();
+    // What the browser sends by itself (a cookie token, or the cookies the connect hook
+    // reads) could come from another site's page: a publish needs an Origin too.
+    let ambient = match (presented.map(|(_, s)| s), by_hook) {
+        (Some(TokenSource::Cookie), _) => Some("cookie"),
+        (None, true) => Some("the connect hook"),
+        _ => None,
+    };
     if changes_state
-        && source == Some(TokenSource::Cookie)
+        && let Some(how) = ambient
         && headers.get(axum::http::header::ORIGIN).is_none()
     {
         app.audit.refused(
@@ -47,33 +54,17 @@ pub(crate) async fn authenticate(
                 reason: "csrf",
                 peer,
                 user: None,
-                detail: "a cookie-authenticated publish without an Origin header",
+                detail: &format!("a publish authenticated by {how} without an Origin header"),
             },
         );
         return Err(ApiError::new(
             switchboard_proto::ErrorCode::OriginNotAllowed,
-            "a request authenticated by cookie that changes state must carry an Origin header",
+            format!(
+                "a request authenticated by {how} that changes state must carry an Origin header"
+            ),
         ));
     }
-    if presented.is_none() && app.hooks.connect_enabled() {
-        // The connect hook sees the cookies: a publish it authenticates needs an Origin.
-        if changes_state && headers.get(axum::http::header::ORIGIN).is_none() {
-            app.audit.refused(
-                &app.metrics,
-                &Refusal {
-                    transport,
-                    reason: "csrf",
-                    peer,
-                    user: None,
-                    detail: "a publish authenticated by the connect hook without an Origin header",
-                },
-            );
-            return Err(ApiError::new(
-                switchboard_proto::ErrorCode::OriginNotAllowed,
-                "a request authenticated by the connect hook that changes state must carry an \
-                 Origin header",
-            ));
-        }
+    if by_hook {
         let forwarded = app.hooks.forwarded(headers);
         let caller = Caller {
             transport,
