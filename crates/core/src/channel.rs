@@ -130,8 +130,21 @@ impl ChannelState {
 
     /// Queues `publication` to every subscriber.
     pub(crate) fn deliver(&self, publication: &SharedPublication) {
-        for s in &self.subscribers {
-            s.outbox.push(Delivery::Publication(publication.clone()));
+        match &publication.except {
+            None => {
+                for s in &self.subscribers {
+                    s.outbox.push(Delivery::Publication(publication.clone()));
+                }
+            }
+            Some(except) => {
+                for s in self
+                    .subscribers
+                    .iter()
+                    .filter(|s| !except.contains(&s.info.client))
+                {
+                    s.outbox.push(Delivery::Publication(publication.clone()));
+                }
+            }
         }
     }
 

@@ -15,7 +15,7 @@
 //! section, so nothing falls between the recovered publications and the live ones.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     future::Future,
     pin::Pin,
     sync::{
@@ -163,6 +163,18 @@ pub struct HubStats {
     pub store_failures: u64,
 }
 
+/// Options of [`Hub::connect_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ConnectOptions {
+    /// The connection's id (a Socket.IO socket coming back with its id after a short
+    /// disconnection); random when `None`. Refused while another connection has it.
+    pub id: Option<ClientId>,
+    /// Deliver into this outbox instead of a new one: several clients of one physical
+    /// connection (Socket.IO namespaces) then share one bounded queue, one order and one
+    /// wake-up. Closing it (slow consumer, disconnect) ends all of them.
+    pub outbox: Option<Arc<Outbox>>,
+}
+
 /// Resolves to a publication's position once it is durable (at once for async and
 /// unstored channels). Returned by [`Hub::submit`].
 pub struct Committed(CommittedState);
@@ -292,16 +304,40 @@ impl Hub {
         identity: Identity,
         conn_info: Option<RawJson>,
     ) -> Result<Client, HubError> {
+        self.connect_with(identity, conn_info, ConnectOptions::default())
+    }
+
+    /// A new outbox with the hub's bounds, for [`ConnectOptions::outbox`].
+    pub fn new_outbox(&self) -> Arc<Outbox> {
+        Arc::new(Outbox::new(self.inner.config.outbox_limits()))
+    }
+
+    /// [`Hub::connect_as`] with a chosen id or a shared outbox (see [`ConnectOptions`]).
+    pub fn connect_with(
+        &self,
+        identity: Identity,
+        conn_info: Option<RawJson>,
+        options: ConnectOptions,
+    ) -> Result<Client, HubError> {
         if self.inner.shutting_down.load(Ordering::Acquire) {
             return Err(HubError::ShuttingDown);
         }
         let info = Arc::new(ClientInfo {
-            client: ClientId::random(),
+            client: options.id.unwrap_or_else(ClientId::random),
             user: identity.user.clone(),
             conn_info,
         });
-        let outbox = Arc::new(Outbox::new(self.inner.config.outbox_limits()));
-        lock(&self.inner.clients).insert(info.client.clone(), outbox.clone());
+        let outbox = options.outbox.unwrap_or_else(|| self.new_outbox());
+        {
+            let mut clients = lock(&self.inner.clients);
+            if clients.contains_key(&info.client) {
+                return Err(HubError::NotAvailable(
+                    "a connection with this id is registered",
+                ));
+            }
+            clients.insert(info.client.clone(), outbox.clone());
+        }
+
         if let Some(user) = &info.user {
             lock(&self.inner.users)
                 .entry(user.clone())
@@ -332,7 +368,19 @@ impl Hub {
         data: Payload,
         info: Option<Arc<ClientInfo>>,
     ) -> Result<Committed, HubError> {
-        self.with_channel(channel, |ch, st| self.accept(ch, st, data, info))
+        self.submit_except(channel, data, info, None).await
+    }
+
+    /// [`Hub::submit`], delivering live to every subscriber except the connections in
+    /// `except` (a Socket.IO broadcast leaving out its sender or some rooms' members).
+    pub async fn submit_except(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+        info: Option<Arc<ClientInfo>>,
+        except: Option<Arc<HashSet<ClientId>>>,
+    ) -> Result<Committed, HubError> {
+        self.with_channel(channel, |ch, st| self.accept(ch, st, data, info, except))
             .await?
     }
 
@@ -342,6 +390,7 @@ impl Hub {
         st: &mut ChannelState,
         data: Payload,
         info: Option<Arc<ClientInfo>>,
+        except: Option<Arc<HashSet<ClientId>>>,
     ) -> Result<Committed, HubError> {
         let options = &ch.options;
         let queue = &self.inner.writes;
@@ -370,7 +419,9 @@ impl Hub {
             info,
             published_at: now,
             time_ms: unix_ms(),
+            except,
         }));
+
         if options.stored() && options.durability == Durability::Sync {
             let (tx, rx) = oneshot::channel();
             st.unwritten.push_back(Unwritten {
@@ -1167,6 +1218,7 @@ fn restore(channel: &ChannelName, epoch: &Epoch, row: StoredPublication) -> Shar
         info: row.info.map(|i| Arc::new(i.to_info())),
         published_at: now.checked_sub(age).unwrap_or(now),
         time_ms: row.time_ms,
+        except: None,
     }))
 }
 

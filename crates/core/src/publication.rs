@@ -3,6 +3,7 @@
 //! once-per-wire-format frame cache that lets one encoding reach every subscriber.
 
 use std::{
+    collections::HashSet,
     fmt,
     ops::Deref,
     sync::{Arc, OnceLock},
@@ -250,6 +251,9 @@ pub struct Publication {
     pub published_at: Instant,
     /// When the hub accepted it, in unix milliseconds (kept by stores).
     pub time_ms: u64,
+    /// Connections it is not delivered to live (a Socket.IO broadcast's sender and
+    /// `except` rooms). Not kept by stores: recovery from history does not apply it.
+    pub except: Option<Arc<HashSet<ClientId>>>,
 }
 
 /// A presence change pushed to subscribers that asked for join/leave events.

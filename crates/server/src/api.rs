@@ -40,6 +40,7 @@ pub(crate) fn router(state: AppState) -> Router<AppState> {
         .route("/message", post(message))
         .route("/disconnect", post(disconnect))
         .route("/info", get(info))
+        .nest("/socketio", crate::socketio::api_router())
         .layer(middleware::from_fn_with_state(state, authorize));
     Router::new()
         .route("/openapi.json", get(openapi))

@@ -37,6 +37,28 @@ pub(crate) fn router(state: AppState) -> Router {
     if state.config.websocket.echo_endpoint {
         router = router.route("/ws/echo", get(transport::websocket::echo));
     }
+    if let Some(sio) = &state.socketio {
+        // Socket.IO has its own CORS and origin handling (Engine.IO's error replies).
+        let path = sio.config.path.trim_end_matches('/').to_owned();
+        let entry = axum::routing::any(crate::socketio::engine::socketio).layer(
+            middleware::from_fn_with_state(state.clone(), limits::per_ip),
+        );
+        router = router
+            .route(&format!("{path}/"), entry.clone())
+            .route(&path, entry);
+        if sio.config.conformance {
+            router = router
+                .route(
+                    "/engine.io/",
+                    axum::routing::any(crate::socketio::engine::engineio),
+                )
+                .route(
+                    "/engine.io",
+                    axum::routing::any(crate::socketio::engine::engineio),
+                );
+        }
+    }
+
     router
         .route("/", get(assets::index))
         .route("/{*path}", get(assets::web))

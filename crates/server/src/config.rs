@@ -62,6 +62,8 @@ pub struct Config {
     pub sse: SseConfig,
     /// Polling transport (`/poll`).
     pub poll: PollConfig,
+    /// Engine.IO / Socket.IO endpoint (`/socket.io/`).
+    pub socketio: crate::socketio::SocketIoConfig,
     /// Logging.
     pub log: LogConfig,
 }
@@ -159,6 +161,8 @@ impl Default for Config {
             websocket: WebSocketConfig::default(),
             sse: SseConfig::default(),
             poll: PollConfig::default(),
+            socketio: crate::socketio::SocketIoConfig::default(),
+
             log: LogConfig::default(),
         }
     }
@@ -230,7 +234,7 @@ pub enum ConfigError {
 }
 
 /// The top-level keys of [`Config`], for reading environment variables.
-const TOP_LEVEL_KEYS: [&str; 18] = [
+const TOP_LEVEL_KEYS: [&str; 19] = [
     "listen",
     "max_connections",
     "shutdown_grace_seconds",
@@ -248,6 +252,7 @@ const TOP_LEVEL_KEYS: [&str; 18] = [
     "websocket",
     "sse",
     "poll",
+    "socketio",
     "log",
 ];
 

@@ -57,6 +57,8 @@ pub struct HooksConfig {
     pub publish_url: Option<String>,
     /// Answers clients' `rpc` commands.
     pub rpc_url: Option<String>,
+    /// Receives Socket.IO events that no namespace handles itself (`docs/socketio.md`).
+    pub event_url: Option<String>,
     /// How long one call may take, waiting for a free slot included, in milliseconds.
     pub timeout_ms: u64,
     /// Calls in flight at once, for the whole server; past it, calls wait (within their
@@ -78,6 +80,8 @@ impl Default for HooksConfig {
             subscribe_url: None,
             publish_url: None,
             rpc_url: None,
+            event_url: None,
+
             timeout_ms: 3000,
             max_in_flight: 256,
             forward_headers: vec![
@@ -286,6 +290,7 @@ impl Hooks {
             ("subscribe_url", &config.subscribe_url),
             ("publish_url", &config.publish_url),
             ("rpc_url", &config.rpc_url),
+            ("event_url", &config.event_url),
         ] {
             if let Some(url) = url
                 && reqwest::Url::parse(url)

@@ -27,6 +27,8 @@ pub mod limits;
 pub mod metrics;
 mod origin;
 mod server;
+pub mod socketio;
+
 mod state;
 pub mod store;
 pub mod tls;

@@ -110,7 +110,12 @@ impl Server {
             auth,
             hooks,
             hub: Hub::new(config.hub.clone(), namespaces, store),
+            socketio: config
+                .socketio
+                .enabled
+                .then(|| crate::socketio::SocketIo::new(&config.socketio)),
             config: Arc::new(config),
+
             metrics,
             audit: Arc::new(crate::audit::Audit::new()),
             started: std::time::Instant::now(),

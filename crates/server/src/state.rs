@@ -16,6 +16,9 @@ use crate::{
 pub(crate) struct AppState {
     /// The hub.
     pub(crate) hub: Hub,
+    /// The Socket.IO endpoint, when enabled.
+    pub(crate) socketio: Option<Arc<crate::socketio::SocketIo>>,
+
     /// The effective configuration.
     pub(crate) config: Arc<Config>,
     /// Verifies connection and subscription tokens.

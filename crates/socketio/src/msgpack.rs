@@ -189,3 +189,36 @@ pub fn encode(packet: &Packet) -> Result<Encoded, EncodeError> {
     write_str(&mut out, &packet.namespace);
     Ok(Encoded::new(vec![Frame::Binary(out.freeze())]))
 }
+
+/// Writes `data` (JSON text whose placeholders point into `attachments`) as one MessagePack
+/// value with the attachments inline: how a Socket.IO event with binary arguments is kept as
+/// one opaque value (for example `["file", <bin>]` as a hub publication).
+pub fn encode_value(data: &JsonText, attachments: &[Bytes]) -> Result<Bytes, EncodeError> {
+    let node = Node::parse_json(data.as_str()).map_err(|_| EncodeError::UnsupportedData)?;
+    let mut out = BytesMut::with_capacity(
+        data.as_bytes().len() + attachments.iter().map(Bytes::len).sum::<usize>() + 8,
+    );
+    write_node(&mut out, &node, attachments)?;
+    Ok(out.freeze())
+}
+
+/// Reads one MessagePack value back into JSON text with a placeholder for each binary, and
+/// the binaries in placeholder order ([`encode_value`] reversed). Refused above
+/// [`Limits::max_payload_bytes`], or when the value holds a placeholder-shaped object.
+pub fn decode_value(bytes: &[u8], limits: &Limits) -> Result<(JsonText, Vec<Bytes>), DecodeError> {
+    if bytes.len() > limits.max_payload_bytes {
+        return Err(DecodeError::TooLarge {
+            max_payload_bytes: limits.max_payload_bytes,
+        });
+    }
+    let node = read(bytes)?;
+    node.each_placeholder(&|| DecodeError::PlaceholderInData, &mut |_| {
+        Err(DecodeError::PlaceholderInData)
+    })?;
+    let mut attachments = Vec::new();
+    let mut text = Vec::new();
+    node.write_json(&mut text, &mut attachments)
+        .map_err(|_| DecodeError::Unsupported)?;
+    let text = String::from_utf8(text).map_err(|_| DecodeError::Malformed)?;
+    Ok((JsonText::new_unchecked(Str::from(text)), attachments))
+}

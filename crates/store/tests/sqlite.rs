@@ -66,6 +66,7 @@ fn append(
                     info: Some(info.clone()),
                     published_at: tokio::time::Instant::now(),
                     time_ms: unix_ms(),
+                    except: None,
                 }))
             })
             .collect(),

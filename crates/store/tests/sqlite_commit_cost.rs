@@ -54,6 +54,7 @@ fn batch(channels: &[(ChannelName, Epoch)], offset: u64, payload: usize) -> Vec<
                 info: Some(info.clone()),
                 published_at: tokio::time::Instant::now(),
                 time_ms: unix_ms(),
+                except: None,
             }))],
         })
         .collect()

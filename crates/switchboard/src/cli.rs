@@ -113,8 +113,13 @@ struct ServeArgs {
     /// Serve /ws/echo for WebSocket conformance testing.
     #[arg(long)]
     echo_endpoint: bool,
+    /// Behave like the server of the official Socket.IO / Engine.IO protocol test suites
+    /// (namespaces `/` and `/custom`, echo handlers, 300 ms pings, `/engine.io/` echo).
+    #[arg(long)]
+    socketio_conformance: bool,
     #[command(flatten)]
     store: StoreFlags,
+
     #[command(flatten)]
     tls: TlsFlags,
 }
@@ -263,6 +268,10 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             if a.echo_endpoint {
                 o.push(("websocket.echo_endpoint", true.into()));
             }
+            if a.socketio_conformance {
+                o.push(("socketio.conformance", true.into()));
+            }
+
             a.store.overrides(&mut o);
             a.tls.overrides(&mut o);
             let config = load(&a.config, &o)?;

@@ -67,6 +67,7 @@ pub fn publication(
         info: None,
         published_at: Instant::now(),
         time_ms: unix_ms(),
+        except: None,
     }))
 }
 

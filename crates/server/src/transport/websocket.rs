@@ -2,7 +2,7 @@
 //! negotiates the subprotocol (wire format) and permessage-deflate, answers `101`, then takes
 //! the raw TCP stream (or TCP stream and TLS state) from hyper and hands it to a [`session`].
 
-mod conn;
+pub(crate) mod conn;
 mod session;
 
 use std::net::SocketAddr;

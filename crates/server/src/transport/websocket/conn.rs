@@ -15,12 +15,12 @@ use tokio::net::TcpStream;
 /// Most slices handed to one `writev`.
 const MAX_IOVECS: usize = 64;
 
-pub(super) enum Conn {
+pub(crate) enum Conn {
     Plain(TcpStream),
     Tls(Box<TlsConn>),
 }
 
-pub(super) struct TlsConn {
+pub(crate) struct TlsConn {
     tcp: TcpStream,
     tls: rustls::ServerConnection,
     /// Decrypted bytes rustls holds that have not been read yet.
@@ -28,7 +28,7 @@ pub(super) struct TlsConn {
 }
 
 impl Conn {
-    pub(super) fn tls(tcp: TcpStream, mut tls: rustls::ServerConnection) -> Self {
+    pub(crate) fn tls(tcp: TcpStream, mut tls: rustls::ServerConnection) -> Self {
         // What hyper left undecrypted or unread (usually nothing).
         let pending = tls
             .process_new_packets()
@@ -38,7 +38,7 @@ impl Conn {
     }
 
     /// Waits until `try_read` may return something.
-    pub(super) async fn readable(&self) -> io::Result<()> {
+    pub(crate) async fn readable(&self) -> io::Result<()> {
         match self {
             Self::Plain(s) => s.readable().await,
             Self::Tls(t) if t.pending > 0 => Ok(()),
@@ -47,7 +47,7 @@ impl Conn {
     }
 
     /// Reads what is available: `Ok(0)` at the end of the stream, `WouldBlock` when nothing is.
-    pub(super) fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+    pub(crate) fn try_read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         match self {
             Self::Plain(s) => s.try_read(buf),
             Self::Tls(t) => t.try_read(buf),
@@ -56,7 +56,7 @@ impl Conn {
 
     /// Writes every frame of `frames` (emptying it), returning the bytes written; a write
     /// blocked longer than `timeout` fails with `TimedOut`.
-    pub(super) async fn write_all(
+    pub(crate) async fn write_all(
         &mut self,
         frames: &mut Vec<Bytes>,
         timeout: Duration,
@@ -119,7 +119,7 @@ impl Conn {
     }
 
     /// TLS: queues `close_notify` so the peer can tell our close from a truncation.
-    pub(super) fn send_close_notify(&mut self) {
+    pub(crate) fn send_close_notify(&mut self) {
         if let Self::Tls(t) = self {
             t.tls.send_close_notify();
         }
