@@ -126,6 +126,8 @@ pub(crate) enum Hook {
     Subscribe,
     Publish,
     Rpc,
+    /// A Socket.IO event forwarded to `event_url`.
+    Event,
 }
 
 impl Hook {
@@ -136,6 +138,7 @@ impl Hook {
             Self::Subscribe => "subscribe",
             Self::Publish => "publish",
             Self::Rpc => "rpc",
+            Self::Event => "event",
         }
     }
 }
@@ -246,6 +249,10 @@ struct Answer {
     claims: Option<Map<String, Value>>,
     #[serde(default, deserialize_with = "present")]
     data: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "present")]
+    ack: Option<Box<RawValue>>,
+    #[serde(default)]
+    actions: Vec<Box<RawValue>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -265,6 +272,19 @@ struct AnswerDisconnect {
 /// A present `data` is `Some`, even when it is `null`.
 fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Box<RawValue>>, D::Error> {
     Box::<RawValue>::deserialize(d).map(Some)
+}
+
+/// The event hook's answer: the ack's data, when it gave one, and its actions (JSON objects
+/// the Socket.IO layer checks).
+pub(crate) type EventAnswer = (Option<Box<RawValue>>, Vec<Box<RawValue>>);
+
+/// A Socket.IO event as the event hook is told it.
+pub(crate) struct SocketIoEvent<'a> {
+    pub(crate) namespace: &'a str,
+    pub(crate) rooms: &'a [String],
+    pub(crate) event: &'a str,
+    /// The arguments after the event name, as a JSON array.
+    pub(crate) args: &'a RawValue,
 }
 
 /// The hooks of one server.
@@ -515,6 +535,36 @@ impl Hooks {
         }))
     }
 
+    /// Whether Socket.IO events are forwarded.
+    pub(crate) fn event_enabled(&self) -> bool {
+        self.config.event_url.is_some()
+    }
+
+    /// Forwards a Socket.IO event; the backend's answer is the ack's data (`None` when it
+    /// gave none) and the actions to carry out (each a JSON object, checked by the caller).
+    pub(crate) async fn socketio_event(
+        &self,
+        caller: Caller<'_>,
+        event: &SocketIoEvent<'_>,
+    ) -> Result<EventAnswer, HookError> {
+        let Some(url) = &self.config.event_url else {
+            return Err(HookError::Denied("this server forwards no events".into()));
+        };
+        let body = Body {
+            namespace: Some(event.namespace),
+            rooms: Some(event.rooms),
+            event: Some(event.event),
+            args: Some(event.args),
+            ..Body::new(caller)
+        };
+        let answer = self.call(Hook::Event, url, caller, body).await?;
+        if let Some(ack) = &answer.ack {
+            switchboard_core::validate_json(ack.get().as_bytes())
+                .map_err(|e| self.invalid(Hook::Event, &format!("`ack`: {e}")))?;
+        }
+        Ok((answer.ack, answer.actions))
+    }
+
     /// One call: a slot, the POST, the answer read within the limit, all before the
     /// deadline; `error` and `disconnect` answers become errors. Counted by outcome.
     async fn call(
@@ -716,6 +766,14 @@ struct Body<'a> {
     data: Option<&'a RawValue>,
     #[serde(skip_serializing_if = "Option::is_none")]
     b64: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    namespace: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rooms: Option<&'a [String]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    event: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    args: Option<&'a RawValue>,
 }
 
 impl<'a> Body<'a> {
@@ -733,6 +791,10 @@ impl<'a> Body<'a> {
             method: None,
             data: None,
             b64: None,
+            namespace: None,
+            rooms: None,
+            event: None,
+            args: None,
         }
     }
 

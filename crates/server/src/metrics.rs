@@ -82,6 +82,10 @@ pub struct Metrics {
     pub tls_handshake_failures: Family<OutcomeLabel, Counter>,
     /// Certificate reloads (SIGHUP), by `ok` or `error`.
     pub tls_reloads: Family<OutcomeLabel, Counter>,
+    /// Socket.IO connection state recovery attempts, by `recovered` or `not_recovered`.
+    pub socketio_recoveries: Family<OutcomeLabel, Counter>,
+    /// Engine.IO polling sessions upgraded to WebSocket.
+    pub socketio_upgrades: Counter,
     /// Seconds from a publication's acceptance to its write to a socket (sampled once per
     /// write batch: the oldest item of the batch).
     pub delivery_latency_seconds: Histogram,
@@ -107,12 +111,24 @@ impl Metrics {
             hook_duration_seconds: Family::new_with_constructor(hook_histogram),
             tls_handshake_failures: Family::default(),
             tls_reloads: Family::default(),
+            socketio_recoveries: Family::default(),
+            socketio_upgrades: Counter::default(),
             delivery_latency_seconds: Histogram::new([
                 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
             ]),
             registry: Registry::default(),
         };
         registry.register("connections", "Open connections", m.connections.clone());
+        registry.register(
+            "socketio_recoveries",
+            "Socket.IO connection state recovery attempts",
+            m.socketio_recoveries.clone(),
+        );
+        registry.register(
+            "socketio_upgrades",
+            "Engine.IO polling sessions upgraded to WebSocket",
+            m.socketio_upgrades.clone(),
+        );
         registry.register(
             "connections_accepted",
             "Connections accepted since start",

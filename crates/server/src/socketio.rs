@@ -15,6 +15,7 @@ mod config;
 pub(crate) mod engine;
 mod link;
 mod namespace;
+mod recovery;
 pub(crate) mod rooms;
 mod session;
 mod socket;
@@ -83,6 +84,7 @@ pub(crate) struct SocketIo {
     pub(crate) limits: Limits,
     sessions: Mutex<HashMap<Arc<str>, mpsc::Sender<Input>>>,
     sockets: Mutex<HashMap<ClientId, SocketEntry>>,
+    parked: Mutex<recovery::ParkedSockets>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -109,6 +111,7 @@ impl SocketIo {
             config,
             sessions: Mutex::default(),
             sockets: Mutex::default(),
+            parked: Mutex::default(),
         })
     }
 
@@ -161,15 +164,27 @@ impl SocketIo {
             .collect()
     }
 
-    /// Delivers `delivery` to socket `id` directly (its own-id room). `false` when it is
-    /// not connected to `namespace`.
+    /// Delivers `delivery` to socket `id` directly (its own-id room), or keeps it for the
+    /// socket when it is parked for recovery. `false` when it is not connected to
+    /// `namespace`.
     pub(crate) fn deliver_to_socket(&self, id: &str, namespace: &str, delivery: Delivery) -> bool {
         match self.socket(id) {
             Some(e) if &*e.namespace == namespace => {
                 e.outbox.push(delivery);
                 true
             }
-            _ => false,
+            Some(_) => false,
+            None => lock(&self.parked).keep_for(&ClientId::restore(id), namespace, delivery),
         }
+    }
+
+    /// Keeps a cut socket for recovery (the oldest goes when `max_sessions` are kept).
+    pub(crate) fn park(&self, parked: recovery::Parked) {
+        lock(&self.parked).park(parked, self.config.max_sessions);
+    }
+
+    /// Takes the socket parked under `pid` in `namespace`, unless it expired.
+    pub(crate) fn unpark(&self, pid: &str, namespace: &str) -> Option<recovery::Parked> {
+        lock(&self.parked).take(pid, namespace)
     }
 }

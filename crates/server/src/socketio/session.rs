@@ -77,6 +77,8 @@ pub(crate) struct Session {
     /// The handshake's headers for the connect hook (when it is on).
     pub(super) forwarded: Option<ForwardedHeaders>,
     batch: Vec<Delivery>,
+    /// Events forwarded to the backend, waiting for its answer.
+    pub(super) forwards: futures_util::stream::FuturesUnordered<super::socket::ForwardCall>,
     _gauge: ConnectionGauge,
     _permit: Option<ConnectionPermit>,
 }
@@ -145,6 +147,7 @@ impl Session {
             handshake_auth: None,
             forwarded,
             batch: Vec::new(),
+            forwards: futures_util::stream::FuturesUnordered::new(),
             _gauge: ConnectionGauge::new(&app.metrics, TRANSPORT),
             _permit: opening.permit,
         })
@@ -241,6 +244,9 @@ impl Session {
                     Err(_) => { self.probe = None; Flow::Continue }
                 },
                 () = ready(&outbox, wants) => self.on_outbox(),
+                Some(f) = futures_util::StreamExt::next(&mut self.forwards), if !self.forwards.is_empty() => {
+                    self.on_forwarded(f).await
+                },
                 () = tokio::time::sleep_until(deadline) => self.on_timer().await,
                 () = shutdown.cancelled() => Flow::Close("server shutting down"),
             };
@@ -424,6 +430,7 @@ impl Session {
             let Some((link, _)) = self.probe.take() else {
                 return Flow::Continue;
             };
+            self.app.metrics.socketio_upgrades.inc();
             let old = std::mem::replace(&mut self.transport, Transport::WebSocket(link));
             if let Transport::Polling { waiting, buffer } = old {
                 if let Some(w) = waiting {
@@ -567,7 +574,9 @@ impl Session {
         let Flow::Close(reason) = flow else { return };
         tracing::debug!(sid = %self.sid, peer = %self.peer, reason, "engine.io session closed");
         self.sio.remove_session(&self.sid);
-        self.disconnect_all(reason);
+        // Sockets still connected when the connection ends may be recovered (sockets that
+        // disconnected from their namespace are gone already), as with the reference server.
+        self.disconnect_all(reason, true);
         if let Some((probe, _)) = self.probe.take() {
             probe.close(1000, "").await;
         }

@@ -23,12 +23,16 @@ use super::{
     config::{ParserChoice, RelayTo},
     engine::TRANSPORT,
     namespace::{Behaviour, Preset},
+    recovery::{Parked, Track, offset_tag},
     rooms::{self, channel_room, json_string, namespace_channel, room_channel},
     session::{Flow, Session, ws_frames},
 };
+use serde_json::value::RawValue;
+use switchboard_socketio::socketio::RESERVED_EVENTS;
+
 use crate::{
     auth::{Authenticated, TokenError},
-    hooks::{Caller, ConnectInfo},
+    hooks::{Caller, ConnectInfo, EventAnswer, Hook, HookError, SocketIoEvent},
     transport::identity,
 };
 
@@ -52,6 +56,9 @@ pub(super) struct NsSocket {
     auth: Authenticated,
     /// Rooms joined (besides the socket's own id), with their channels.
     rooms: Vec<(String, ChannelName)>,
+    /// With recovery on: the private session id and what the socket was sent.
+    pid: Option<Arc<str>>,
+    track: Option<Track>,
 }
 
 /// Most server→client acks one connection may have outstanding.
@@ -161,6 +168,15 @@ impl Session {
     }
 
     fn emit(&mut self, namespace: &str, data: JsonText, attachments: Vec<Bytes>) {
+        // With recovery on, every event ends with an offset (see `recovery`).
+        let data = match self
+            .sockets
+            .index(namespace)
+            .and_then(|i| self.sockets.list[i].track.as_ref())
+        {
+            Some(t) => with_offset(&data, &t.last_tag()).unwrap_or(data),
+            None => data,
+        };
         let packet = Packet::event(rooms::ns_str(namespace), data).with_attachments(attachments);
         self.send_packet(&packet);
     }
@@ -297,10 +313,12 @@ impl Session {
             return Flow::Continue;
         }
         let auth_data = packet.data.clone();
-        let token = auth_data
+        let payload = auth_data
             .as_ref()
-            .and_then(|d| serde_json::from_str::<AuthPayload>(d.as_str()).ok())
-            .and_then(|a| a.token)
+            .and_then(|d| serde_json::from_str::<AuthPayload>(d.as_str()).ok());
+        let token = payload
+            .as_ref()
+            .and_then(|a| a.token.clone())
             .or_else(|| self.handshake_token.clone());
         let auth = match self.authenticate(token, auth_data.as_ref()).await {
             Ok(a) => a,
@@ -309,6 +327,29 @@ impl Session {
                 return Flow::Continue;
             }
         };
+        let preset = behaviour.preset;
+        let recovering = payload
+            .and_then(|p| Some((p.pid?, p.offset)))
+            .filter(|_| self.sio.config.recovery.enabled);
+        if let Some((pid, offset)) = recovering {
+            let result = match self.sio.unpark(&pid, &ns) {
+                Some(parked) => {
+                    self.recover(&ns, &behaviour, &auth, parked, offset.as_deref())
+                        .await
+                }
+                None => Err("no such session (expired or unknown)"),
+            };
+            match result {
+                Ok(()) => {
+                    self.recovery_outcome("recovered");
+                    return Flow::Continue;
+                }
+                Err(why) => {
+                    tracing::debug!(sid = %self.sid, namespace = %ns, why, "socket.io session not recovered");
+                    self.recovery_outcome("not_recovered");
+                }
+            }
+        }
         let options = ConnectOptions {
             id: None,
             outbox: Some(self.outbox.clone()),
@@ -326,19 +367,60 @@ impl Session {
                     return Flow::Continue;
                 }
             };
+        let mut track = self.sio.config.recovery.enabled.then(Track::default);
         if let Some(channel) = namespace_channel(&ns) {
             let options = SubscribeOptions {
                 granted: true,
                 ..SubscribeOptions::default()
             };
-            if let Err(e) = client.subscribe(&channel, options).await {
-                let code = ErrorCode::from_hub(&e);
-                self.connect_error(&ns, &e.to_string(), Some(code.as_str()));
-                return Flow::Continue;
+            match client.subscribe(&channel, options).await {
+                Ok(r) => {
+                    if let Some(t) = &mut track {
+                        t.joined(&channel, r.position);
+                    }
+                }
+                Err(e) => {
+                    let code = ErrorCode::from_hub(&e);
+                    self.connect_error(&ns, &e.to_string(), Some(code.as_str()));
+                    return Flow::Continue;
+                }
             }
         }
+        let pid = track
+            .is_some()
+            .then(|| Arc::from(ClientId::random().as_str()));
+        self.attach(&ns, behaviour, client, auth, Vec::new(), pid, track);
+        if matches!(preset, Preset::ConformanceRoot | Preset::ConformanceCustom) {
+            let auth = auth_data.as_ref().map_or("{}", |d| d.as_str());
+            if let Some(data) = rooms::join_array([r#""auth""#, auth]) {
+                self.emit(&ns, data, Vec::new());
+            }
+        }
+        Flow::Continue
+    }
+
+    fn recovery_outcome(&self, outcome: &'static str) {
+        self.app
+            .metrics
+            .socketio_recoveries
+            .get_or_create(&crate::metrics::OutcomeLabel { outcome })
+            .inc();
+    }
+
+    /// Registers a connected socket and answers its CONNECT.
+    #[allow(clippy::too_many_arguments)]
+    fn attach(
+        &mut self,
+        ns: &str,
+        behaviour: Arc<Behaviour>,
+        client: Client,
+        auth: Authenticated,
+        rooms: Vec<(String, ChannelName)>,
+        pid: Option<Arc<str>>,
+        track: Option<Track>,
+    ) {
         let id = client.id().clone();
-        let ns_arc: Arc<str> = Arc::from(ns.as_str());
+        let ns_arc: Arc<str> = Arc::from(ns);
         self.sio.add_socket(
             id.clone(),
             SocketEntry {
@@ -349,26 +431,109 @@ impl Session {
                 transport: self.transport_name(),
             },
         );
-        let preset = behaviour.preset;
+        let reply = match &pid {
+            Some(pid) => format!(
+                r#"{{"sid":{},"pid":{}}}"#,
+                json_string(id.as_str()),
+                json_string(pid)
+            ),
+            None => format!(r#"{{"sid":{}}}"#, json_string(id.as_str())),
+        };
         self.sockets.list.push(NsSocket {
             namespace: ns_arc,
             behaviour,
             client,
             auth,
-            rooms: Vec::new(),
+            rooms,
+            pid,
+            track,
         });
         self.sockets.connect_by = None;
-        let reply = format!(r#"{{"sid":{}}}"#, json_string(id.as_str()));
         if let Ok(data) = JsonText::parse(Bytes::from(reply)) {
-            self.send_packet(&Packet::connect(rooms::ns_str(&ns), Some(data)));
+            self.send_packet(&Packet::connect(rooms::ns_str(ns), Some(data)));
         }
-        if matches!(preset, Preset::ConformanceRoot | Preset::ConformanceCustom) {
-            let auth = auth_data.as_ref().map_or("{}", |d| d.as_str());
-            if let Some(data) = rooms::join_array([r#""auth""#, auth]) {
-                self.emit(&ns, data, Vec::new());
+    }
+
+    /// Brings back a parked socket: same id, same rooms, and every publication of its
+    /// channels it had not seen, from the hub's history; then what was sent to its id
+    /// while it was away. `Err` (nothing changed) when any of it cannot be had.
+    async fn recover(
+        &mut self,
+        ns: &str,
+        behaviour: &Arc<Behaviour>,
+        auth: &Authenticated,
+        parked: Parked,
+        offset: Option<&str>,
+    ) -> Result<(), &'static str> {
+        if parked.lost_direct {
+            return Err("messages sent to the socket while away overflowed");
+        }
+        if auth.user() != parked.auth.user() {
+            return Err("another user");
+        }
+        let positions = parked
+            .track
+            .positions(offset)
+            .ok_or("the offset cannot be placed")?;
+        let options = ConnectOptions {
+            id: Some(parked.id.clone()),
+            outbox: Some(self.outbox.clone()),
+        };
+        let client = self
+            .app
+            .hub
+            .connect_with(auth.identity.clone(), auth.info.clone(), options)
+            .map_err(|_| "the id is in use")?;
+        let mut track = Track::default();
+        let mut missed = Vec::new();
+        for (channel, position) in positions {
+            let granted = true;
+            let options = SubscribeOptions {
+                since: Some(position.clone()),
+                join_leave: behaviour.config.members
+                    && self.app.hub.channel_options(&channel).join_leave
+                    && channel_room(channel.as_str()).1.is_some(),
+                granted,
+            };
+            let r = client
+                .subscribe(&channel, options)
+                .await
+                .map_err(|_| "a channel could not be subscribed")?;
+            if r.recovered != Some(true) || r.more {
+                return Err("history no longer holds what was missed");
             }
+            track.joined(&channel, position);
+            missed.extend(r.publications);
         }
-        Flow::Continue
+        // One order across channels: by publication time (each channel's order is kept).
+        missed.sort_by_key(|p| p.time_ms);
+        let echo = behaviour.config.echo;
+        let id = parked.id.clone();
+        self.attach(
+            ns,
+            behaviour.clone(),
+            client,
+            auth.clone(),
+            parked.rooms,
+            Some(parked.pid),
+            Some(track),
+        );
+        for p in missed {
+            if !echo && p.info.as_ref().is_some_and(|i| i.client == id) {
+                // Its own broadcast, which it was never sent.
+                if let Some(i) = self.sockets.index(ns)
+                    && let Some(t) = &mut self.sockets.list[i].track
+                {
+                    t.sent(&p.channel, p.offset);
+                }
+                continue;
+            }
+            self.deliver(&Delivery::Publication(p));
+        }
+        for d in parked.direct {
+            self.deliver(&d);
+        }
+        Ok(())
     }
 
     /// Who the client is: the CONNECT payload's (or handshake's) token, the connect hook, or
@@ -428,15 +593,33 @@ impl Session {
     }
 
     fn remove_socket(&mut self, i: usize, reason: &'static str) {
+        self.remove_socket_parking(i, reason, false);
+    }
+
+    /// Removes a socket; with `park` (a cut connection, not a disconnect asked for) and
+    /// recovery on, keeps its id, rooms and track for `max_disconnection_ms`.
+    fn remove_socket_parking(&mut self, i: usize, reason: &'static str, park: bool) {
         let socket = self.sockets.list.swap_remove(i);
         self.sio.remove_socket(socket.client.id());
+        if park && let (Some(pid), Some(track)) = (socket.pid.clone(), socket.track.clone()) {
+            self.sio.park(Parked::new(
+                pid,
+                socket.namespace.clone(),
+                socket.client.id().clone(),
+                socket.auth.clone(),
+                socket.rooms.clone(),
+                track,
+                self.sio.config.recovery.max_disconnection_ms,
+            ));
+        }
         tracing::debug!(sid = %self.sid, socket = %socket.client.id(), reason, "socket.io socket left");
         // Dropping the hub client unsubscribes it everywhere.
     }
 
-    pub(super) fn disconnect_all(&mut self, reason: &'static str) {
+    /// Ends every socket when the connection ends; `park` when the cut was not asked for.
+    pub(super) fn disconnect_all(&mut self, reason: &'static str, park: bool) {
         while !self.sockets.list.is_empty() {
-            self.remove_socket(self.sockets.list.len() - 1, reason);
+            self.remove_socket_parking(self.sockets.list.len() - 1, reason, park);
         }
     }
 
@@ -477,7 +660,7 @@ impl Session {
         let id = packet.id;
         match name.as_str() {
             "join" if config.rooms => {
-                let answer = self.join(i, first_string(&data).as_deref()).await;
+                let answer = self.join(i, first_string(&data).as_deref(), false).await;
                 self.ack(&ns, id, &answer);
             }
             "leave" if config.rooms => {
@@ -498,6 +681,9 @@ impl Session {
                     .await;
                 self.ack(&ns, id, &answer);
             }
+            _ if config.forward && self.app.hooks.event_enabled() => {
+                self.forward(i, &name, &data, id);
+            }
             _ => {
                 self.app.metrics.error(TRANSPORT, "unhandled_event");
                 tracing::debug!(sid = %self.sid, namespace = %ns, event = %name, "socket.io event with no handler");
@@ -506,7 +692,7 @@ impl Session {
         Flow::Continue
     }
 
-    async fn join(&mut self, i: usize, room: Option<&str>) -> String {
+    async fn join(&mut self, i: usize, room: Option<&str>, granted: bool) -> String {
         let Some(room) = room else {
             return error_json("bad_request", "join needs a room name (a string)");
         };
@@ -532,10 +718,18 @@ impl Session {
         let options = SubscribeOptions {
             since: None,
             join_leave,
-            granted: socket.auth.grants(&channel),
+            granted: granted || socket.auth.grants(&channel),
         };
         match socket.client.subscribe(&channel, options).await {
-            Ok(_) | Err(HubError::AlreadySubscribed) => {
+            Ok(r) => {
+                let socket = &mut self.sockets.list[i];
+                if let Some(t) = &mut socket.track {
+                    t.joined(&channel, r.position);
+                }
+                socket.rooms.push((room.to_owned(), channel));
+                OK.to_owned()
+            }
+            Err(HubError::AlreadySubscribed) => {
                 self.sockets.list[i].rooms.push((room.to_owned(), channel));
                 OK.to_owned()
             }
@@ -554,6 +748,9 @@ impl Session {
         let socket = &mut self.sockets.list[i];
         if let Some(k) = socket.rooms.iter().position(|(r, _)| r == room) {
             let (_, channel) = socket.rooms.swap_remove(k);
+            if let Some(t) = &mut socket.track {
+                t.left(&channel);
+            }
             let _ = socket.client.unsubscribe(&channel);
         }
         OK.to_owned()
@@ -764,13 +961,30 @@ impl Session {
         match d {
             Delivery::Publication(p) => {
                 let (ns, _) = channel_room(p.channel.as_str());
-                if self.sockets.index(ns).is_none() {
+                let Some(i) = self.sockets.index(ns) else {
                     return;
-                }
+                };
+                // With recovery on, events end with an offset: the publication's own (the
+                // same for every recipient), or for one sent to this socket alone, that of
+                // the last publication it was sent.
+                let direct_tag = match &mut self.sockets.list[i].track {
+                    Some(t) if p.offset == 0 => Some(t.last_tag()),
+                    Some(t) => {
+                        t.sent(&p.channel, p.offset);
+                        None
+                    }
+                    None => None,
+                };
+                let tagged = self.sio.config.recovery.enabled;
                 let limits = self.sio.limits;
                 let encode = |p: &Publication, parser: Parser| -> Option<Encoded> {
                     let (ns, _) = channel_room(p.channel.as_str());
                     let (data, attachments) = rooms::event_of(&p.data, &limits)?;
+                    let data = match (&direct_tag, tagged) {
+                        (Some(tag), _) => with_offset(&data, tag)?,
+                        (None, true) => with_offset(&data, &offset_tag(&p.channel, p.offset))?,
+                        (None, false) => data,
+                    };
                     let packet =
                         Packet::event(rooms::ns_str(ns), data).with_attachments(attachments);
                     match parser {
@@ -843,7 +1057,7 @@ impl Session {
                 };
                 let mut result = Ok(());
                 for room in rooms {
-                    let answer = self.join(i, Some(&room)).await;
+                    let answer = self.join(i, Some(&room), true).await;
                     if answer != OK {
                         result = Err(answer);
                         break;
@@ -909,6 +1123,212 @@ impl Session {
     }
 }
 
+/// Most events of one connection waiting for the backend at once.
+const MAX_FORWARDS_IN_FLIGHT: usize = 16;
+/// Most actions one answer of the event hook may carry.
+const MAX_ACTIONS: usize = 32;
+
+/// A forwarded event's call, owned by the session.
+pub(super) type ForwardCall =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Forwarded> + Send>>;
+
+/// The backend's answer to a forwarded event.
+pub(super) struct Forwarded {
+    socket: ClientId,
+    ack: Option<u64>,
+    result: Result<EventAnswer, HookError>,
+}
+
+/// One action of an event hook's answer.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HookAction {
+    emit: Option<EmitAction>,
+    join: Option<OneOrMany>,
+    leave: Option<OneOrMany>,
+    #[serde(default)]
+    disconnect: bool,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmitAction {
+    event: String,
+    #[serde(default)]
+    args: Vec<Box<RawValue>>,
+    #[serde(default)]
+    rooms: Vec<String>,
+    #[serde(default)]
+    sockets: Vec<String>,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(untagged)]
+enum OneOrMany {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl OneOrMany {
+    fn into_vec(self) -> Vec<String> {
+        match self {
+            Self::One(s) => vec![s],
+            Self::Many(v) => v,
+        }
+    }
+}
+
+impl Session {
+    /// Forwards an event no namespace rule handles to the backend's event hook; its answer
+    /// arrives in [`Session::on_forwarded`] while the connection goes on.
+    fn forward(&mut self, i: usize, name: &str, data: &JsonText, ack: Option<u64>) {
+        let ns = self.sockets.list[i].namespace.clone();
+        if self.forwards.len() >= MAX_FORWARDS_IN_FLIGHT {
+            self.app.metrics.error(TRANSPORT, "rate_limited");
+            self.ack(
+                &ns,
+                ack,
+                &error_json("rate_limited", "too many events wait for the backend"),
+            );
+            return;
+        }
+        let args = rooms::split_args(data)
+            .and_then(|a| rooms::join_array(a.iter().skip(1).map(|x| x.get())))
+            .and_then(|a| RawValue::from_string(a.as_str().to_owned()).ok());
+        let Some(args) = args else { return };
+        let socket = &self.sockets.list[i];
+        let id = socket.client.id().clone();
+        let user = socket.client.user().cloned();
+        let rooms: Vec<String> = socket.rooms.iter().map(|(r, _)| r.clone()).collect();
+        let hooks = self.app.hooks.clone();
+        let peer = self.peer;
+        let event = name.to_owned();
+        self.forwards.push(Box::pin(async move {
+            let caller = Caller {
+                transport: TRANSPORT,
+                client: Some(&id),
+                user: user.as_ref(),
+                peer: Some(peer),
+            };
+            let ev = SocketIoEvent {
+                namespace: &ns,
+                rooms: &rooms,
+                event: &event,
+                args: &args,
+            };
+            let result = hooks.socketio_event(caller, &ev).await;
+            Forwarded {
+                socket: id,
+                ack,
+                result,
+            }
+        }));
+    }
+
+    /// Carries out the backend's answer to a forwarded event: its actions, then the ack.
+    pub(super) async fn on_forwarded(&mut self, f: Forwarded) -> Flow {
+        let Some(i) = self.sockets.index_of_id(&f.socket) else {
+            return Flow::Continue;
+        };
+        let ns = self.sockets.list[i].namespace.clone();
+        let (ack, actions) = match f.result {
+            Ok(answer) => answer,
+            Err(HookError::Disconnect { .. }) => {
+                self.send_packet(&Packet::disconnect(rooms::ns_str(&ns)));
+                self.remove_socket(i, "disconnected by the backend");
+                return Flow::Continue;
+            }
+            Err(e) => {
+                let code = e.code(Hook::Event);
+                self.ack(&ns, f.ack, &error_json(code.as_str(), &e.to_string()));
+                return Flow::Continue;
+            }
+        };
+        for raw in actions.iter().take(MAX_ACTIONS) {
+            let action: HookAction = match serde_json::from_str(raw.get()) {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(error = %e, "event hook answered an invalid action; skipped");
+                    continue;
+                }
+            };
+            // The socket may have left meanwhile (a `disconnect` action).
+            let Some(i) = self.sockets.index_of_id(&f.socket) else {
+                return Flow::Continue;
+            };
+            if let Some(rooms) = action.join {
+                for r in rooms.into_vec().into_iter().take(MAX_ACTIONS) {
+                    let answer = self.join(i, Some(&r), true).await;
+                    if answer != OK {
+                        tracing::debug!(room = %r, answer, "event hook's join failed");
+                    }
+                }
+            }
+            if let Some(rooms) = action.leave {
+                for r in rooms.into_vec().into_iter().take(MAX_ACTIONS) {
+                    self.leave(i, Some(&r));
+                }
+            }
+            if let Some(emit) = action.emit {
+                self.action_emit(i, emit).await;
+            }
+            if action.disconnect {
+                self.send_packet(&Packet::disconnect(rooms::ns_str(&ns)));
+                self.remove_socket(i, "disconnected by the backend");
+                return Flow::Continue;
+            }
+        }
+        if let Some(id) = f.ack {
+            let data = match ack {
+                Some(a) if a.get().trim_start().starts_with('[') => a.get().to_owned(),
+                Some(a) => format!("[{}]", a.get()),
+                None => "[]".to_owned(),
+            };
+            if let Ok(data) = JsonText::parse(Bytes::from(data)) {
+                self.send_packet(&Packet::ack(rooms::ns_str(&ns), id, data));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// An `emit` action: to rooms (everyone in them), to sockets, or to this socket.
+    async fn action_emit(&mut self, i: usize, emit: EmitAction) {
+        if RESERVED_EVENTS.contains(&emit.event.as_str()) {
+            return;
+        }
+        let name = json_string(&emit.event);
+        let Some(data) = rooms::join_array(
+            std::iter::once(name.as_str()).chain(emit.args.iter().map(|a| a.get())),
+        ) else {
+            return;
+        };
+        let ns = self.sockets.list[i].namespace.clone();
+        if emit.rooms.is_empty() && emit.sockets.is_empty() {
+            self.emit(&ns, data, Vec::new());
+            return;
+        }
+        let Ok(payload) = Payload::json(data.as_bytes().clone()) else {
+            return;
+        };
+        for r in emit.rooms.iter().take(MAX_ACTIONS) {
+            if let Ok(channel) = room_channel(&ns, r)
+                && let Err(e) = self
+                    .app
+                    .hub
+                    .submit_except(&channel, payload.clone(), None, None)
+                    .await
+            {
+                tracing::debug!(room = %r, error = %e, "event hook's emit failed");
+            }
+        }
+        for s in emit.sockets.iter().take(MAX_ACTIONS) {
+            if let Some(d) = direct_delivery(&ns, payload.clone(), None) {
+                self.sio.deliver_to_socket(s, &ns, d);
+            }
+        }
+    }
+}
+
 /// A delivery straight to one socket (its own-id room): a publication outside any stream,
 /// on the namespace's channel so the session routes it to the right socket.
 pub(crate) fn direct_delivery(
@@ -935,6 +1355,15 @@ pub(crate) fn direct_delivery(
 #[derive(serde::Deserialize)]
 struct AuthPayload {
     token: Option<String>,
+    pid: Option<String>,
+    offset: Option<String>,
+}
+
+/// `["event", args…]` with `tag` appended as a last argument.
+fn with_offset(data: &JsonText, tag: &str) -> Option<JsonText> {
+    let text = data.as_str().trim_end();
+    let body = text.strip_suffix(']')?;
+    JsonText::parse(Bytes::from(format!("{body},{}]", json_string(tag)))).ok()
 }
 
 /// The first argument of `["event", arg, …]` when it is a string.
