@@ -4,15 +4,17 @@
 # server pinned to core 0 and the load generator to core 1, and prints a table with the ratio
 # switchboard / floor. `publish` and `fanout-store` compare switchboard's stores instead
 # (memory, SQLite, PostgreSQL; sync or async durability), each run on a fresh server with its
-# own data. Loopback only; every step is bounded in time; everything it starts is stopped, and
-# every data directory it makes removed, on exit (trap). See bench/README.md.
+# own data. `socketio` compares switchboard's Socket.IO endpoint (bench/socketio.toml) with
+# socketioxide and node socket.io (bench/peers/). Loopback only; every step is bounded in time;
+# everything it starts is stopped, and every data directory it makes removed, on exit (trap).
+# See bench/README.md.
 #
-#   bench/run.sh [fanout|idle|all|publish|fanout-store] [--n 5000] [--quick] [--p99-ms 100]
-#                [--targets "switchboard floor"] [--publishers 64] [--channels 64]
+#   bench/run.sh [fanout|idle|all|publish|fanout-store|socketio] [--n 5000] [--quick]
+#                [--p99-ms 100] [--targets "switchboard floor"] [--publishers 64] [--channels 64]
 #
 # Environment: SWITCHBOARD_ARGS adds arguments to `switchboard serve` (default `--log-level
 # warn`: the floor logs nothing either, and a log line per connection would be measured too);
-# FLOOR_ARGS adds arguments to `floor`.
+# FLOOR_ARGS adds arguments to `floor`, SOCKETIOXIDE_ARGS to the socketioxide peer.
 set -euo pipefail
 
 usage() {
@@ -25,11 +27,14 @@ usage: bench/run.sh [SCENARIO] [--n N] [--quick] [--p99-ms MS] [--targets "switc
   publish  switchboard only: P closed-loop publishers over K channels, via HTTP and WebSocket,
            against each store (memory, sqlite-sync, sqlite-async, postgres-sync)
   fanout-store  switchboard only: fanout with --store memory, then sqlite, both durability async
+  socketio sio-idle then sio-fanout (idle and fanout over Socket.IO) against switchboard
+           (--config bench/socketio.toml), socketioxide and node socket.io (bench/peers/)
   --n N    subscriber connections (default 5000)
   --quick  shorter windows and search budget (about 3.5 min for `all` instead of 9)
   --p99-ms MS  latency limit of a passing fanout step (default 100)
-  --targets  servers to run, in order (default "switchboard floor"; a missing one is skipped;
-             fanout and idle only)
+  --targets  servers to run, in order (default "switchboard floor", for socketio
+             "switchboard socketioxide node-socketio"; a missing one is skipped; fanout, idle
+             and socketio only)
   --publishers P  publish: closed-loop publishers (default 64)
   --channels K    publish: channels they publish to, publisher i to bench:{i % K} (default 64)
 EOF
@@ -40,12 +45,12 @@ scenario=all
 n=5000
 quick=0
 p99_ms=100
-targets="switchboard floor"
+targets=
 publishers=64
 channels=64
 while (($#)); do
     case $1 in
-        fanout | idle | all | publish | fanout-store) scenario=$1 ;;
+        fanout | idle | all | publish | fanout-store | socketio) scenario=$1 ;;
         --n)
             [[ ${2:-} =~ ^[0-9]+$ ]] || { echo "--n needs a number" >&2; exit 2; }
             n=$2
@@ -93,10 +98,30 @@ run_targets=()
 case $scenario in
     # These compare switchboard's stores with each other: there is no floor to run.
     publish | fanout-store) targets=switchboard ;;
+    socketio) targets=${targets:-switchboard socketioxide node-socketio} ;;
+    *) targets=${targets:-switchboard floor} ;;
 esac
+build_socketioxide=0
 for t in $targets; do
+    # The floor speaks only the native protocol, the peers only Socket.IO.
+    if [[ $t == floor && $scenario == socketio ]] ||
+        [[ ($t == socketioxide || $t == node-socketio) && $scenario != socketio ]]; then
+        echo "target $t does not run scenario $scenario" >&2
+        exit 2
+    fi
     case $t in
         floor) run_targets+=(floor) ;;
+        socketioxide)
+            build_socketioxide=1
+            run_targets+=(socketioxide)
+            ;;
+        node-socketio)
+            if command -v node >/dev/null && command -v npm >/dev/null; then
+                run_targets+=(node-socketio)
+            else
+                echo "note: node and npm are needed for node-socketio; skipping it" >&2
+            fi
+            ;;
         switchboard)
             if grep -q '"name":"switchboard","version"' <<<"$metadata"; then
                 packages+=(-p switchboard)
@@ -127,6 +152,18 @@ esac
 echo "== building: cargo build --release ${packages[*]}"
 cargo build --release "${packages[@]}"
 bin=$target_dir/release
+# The Socket.IO peers: a Cargo project of its own (not a workspace member) built into its own
+# target directory, and a node project installed from its committed lock file.
+socketioxide_bin=$target_dir/peers/socketioxide/release/socketioxide-peer
+if ((build_socketioxide)); then
+    echo "== building: cargo build --release --manifest-path bench/peers/socketioxide/Cargo.toml"
+    cargo build --release --manifest-path "$root/bench/peers/socketioxide/Cargo.toml" \
+        --target-dir "$target_dir/peers/socketioxide"
+fi
+if [[ " ${run_targets[*]} " == *" node-socketio "* ]]; then
+    echo "== installing: npm ci in bench/peers/node-socketio (node $(node --version))"
+    (cd "$root/bench/peers/node-socketio" && npm ci --no-audit --no-fund --loglevel=error)
+fi
 
 out_dir=$target_dir/bench/$(date +%Y%m%d-%H%M%S)
 mkdir -p "$out_dir"
@@ -197,6 +234,9 @@ start_server() {
     case $name in
         switchboard) cmd=("$bin/switchboard" serve --listen 127.0.0.1:0 ${SWITCHBOARD_ARGS---log-level warn} "$@") ;;
         floor) cmd=("$bin/floor" --listen 127.0.0.1:0 --workers 1 ${FLOOR_ARGS:-}) ;;
+        # One tokio worker, like the floor; socketioxide's configuration is its default.
+        socketioxide) cmd=("$socketioxide_bin" --listen 127.0.0.1:0 --workers 1 ${SOCKETIOXIDE_ARGS:-}) ;;
+        node-socketio) cmd=(node "$root/bench/peers/node-socketio/server.mjs" --listen 127.0.0.1:0) ;;
     esac
     echo "== $name: taskset -c 0 ${cmd[*]}"
     # taskset execs the server, so $! is the server's own pid.
@@ -247,12 +287,15 @@ run_one() {
     fi
     case $which in
         publish) url=http://$server_addr ;;
+        sio-*) url="ws://$server_addr/socket.io/?EIO=4&transport=websocket" ;;
         *) url=ws://$server_addr/ws ;;
     esac
     local gen=(taskset -c 1 "$bin/loadgen" "$which" --url "$url"
         --label "$label" --server-pid "$server_pid" "$@")
     echo "== generator: ${gen[*]}"
     local gen_out=$stem.out
+    # Created first: tail below must not look for it before the generator's shell opens it.
+    : >"$gen_out"
     timeout --kill-after=10 "$limit" "${gen[@]}" >"$gen_out" 2>&1 &
     local gen_pid=$!
     pids+=("$gen_pid")
@@ -385,6 +428,21 @@ run_fanout_store() {
     done
 }
 
+# === Socket.IO: switchboard (declarative, bench/socketio.toml) vs socketioxide vs node ===
+# run_sio SCENARIO LIMIT ARGS...: like run_scenario, switchboard with the bench's configuration.
+run_sio() {
+    local which=$1 limit=$2 name
+    shift 2
+    for name in "${run_targets[@]}"; do
+        case $name in
+            switchboard) server_extra=(--config "$root/bench/socketio.toml") ;;
+            *) server_extra=() ;;
+        esac
+        run_one "$which" "$name" "$name" "$limit" --n "$n" "$@"
+    done
+    server_extra=()
+}
+
 table_args=()
 case $scenario in
     idle) run_scenario idle "$idle_limit" "${idle_args[@]}" ;;
@@ -397,6 +455,11 @@ case $scenario in
     fanout-store)
         run_fanout_store
         table_args=(--ratio sqlite-async/memory-async)
+        ;;
+    socketio)
+        run_sio sio-idle "$idle_limit" "${idle_args[@]}"
+        run_sio sio-fanout "$fanout_limit" "${fanout_args[@]}"
+        table_args=(--ratio switchboard/socketioxide --ratio switchboard/node-socketio)
         ;;
 esac
 

@@ -152,6 +152,23 @@ impl Server {
         &self.state.hub
     }
 
+    /// The Socket.IO server, for embedding applications' handlers (`None` when
+    /// `socketio.enabled` is off). See [`crate::socketio::Io`].
+    pub fn socketio(&self) -> Option<crate::socketio::Io> {
+        self.state.socketio.as_ref().map(|sio| crate::socketio::Io {
+            sio: sio.clone(),
+            hub: self.state.hub.clone(),
+        })
+    }
+
+    /// Adds the embedding application's own routes (an axum [`Router`]) to the server's:
+    /// they are served on the same port, next to `/socket.io/`, `/ws`, `/api` and the rest.
+    /// Paths the server already serves take precedence over the application's fallback.
+    pub fn merge(mut self, routes: Router) -> Self {
+        self.router = routes.merge(self.router);
+        self
+    }
+
     /// Serves until `shutdown` completes, then closes every connection gracefully. With
     /// TLS on, SIGHUP rereads the certificate and key files (on Unix).
     pub async fn run(self, shutdown: impl Future<Output = ()>) -> io::Result<()> {

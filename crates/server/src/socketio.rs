@@ -13,6 +13,7 @@
 mod api;
 mod config;
 pub(crate) mod engine;
+mod handlers;
 mod link;
 mod namespace;
 mod recovery;
@@ -32,6 +33,7 @@ use tokio::sync::{mpsc, oneshot};
 
 pub(crate) use api::router as api_router;
 pub use config::{NamespaceConfig, ParserChoice, RecoveryConfig, RelayTo, SocketIoConfig};
+pub use handlers::{Ack, Broadcast, Io, MAX_EARLY_EVENTS, Namespace, Socket, SocketError};
 
 use crate::{socketio::namespace::Namespaces, transport::websocket::conn::Conn};
 
@@ -57,6 +59,10 @@ pub(crate) enum Control {
     Disconnect(ClientId, bool),
     /// The socket's rooms.
     Rooms(ClientId, oneshot::Sender<Vec<String>>),
+    /// Acknowledge the socket's event `id` with this data (an array).
+    Ack(ClientId, u64, switchboard_socketio::JsonText),
+    /// The socket's connect handler finished: dispatch its events.
+    Ready(ClientId),
     /// Emit an event (`["name", args…]`) asking for an ack; the ack's data (an array) or
     /// why there is none.
     EmitWithAck(
@@ -85,6 +91,7 @@ pub(crate) struct SocketIo {
     sessions: Mutex<HashMap<Arc<str>, mpsc::Sender<Input>>>,
     sockets: Mutex<HashMap<ClientId, SocketEntry>>,
     parked: Mutex<recovery::ParkedSockets>,
+    pub(crate) handlers: handlers::Registry,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -112,6 +119,7 @@ impl SocketIo {
             sessions: Mutex::default(),
             sockets: Mutex::default(),
             parked: Mutex::default(),
+            handlers: handlers::Registry::default(),
         })
     }
 

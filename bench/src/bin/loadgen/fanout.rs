@@ -9,14 +9,20 @@
 //! and the lowest failure above it (see [`next_rate`] for where it goes while nothing passed);
 //! after a failure every subscriber is reconnected, so a backlog or a slow-consumer disconnect
 //! never leaks into the next step.
+//!
+//! `sio-fanout` is the same scenario over Socket.IO (`FleetConfig::protocol`): subscribers join
+//! a room, the publisher emits `pub` events numbered by a sequence that runs on across the
+//! steps (so gaps and reordering are checked per subscriber as offsets are), and a step also
+//! fails on a lost join. Reordered deliveries are counted and reported, not failed: the pass
+//! criterion stays latency and loss, the same for every server.
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering::Relaxed;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 
-use crate::fleet::{Fleet, FleetConfig};
+use crate::fleet::{Fleet, FleetConfig, Protocol};
 use crate::procfs::{self, Pid};
 use crate::publisher::{self, Plan};
 use crate::report::{self, FindMax, Record, Step};
@@ -40,6 +46,8 @@ pub(crate) struct Bench {
     pub(crate) shared: Arc<Shared>,
     /// The publisher's own runtime.
     pub(crate) publisher: tokio::runtime::Handle,
+    /// Socket.IO: the sequence number of the next publication (from 1, across steps).
+    pub(crate) next_seq: AtomicU64,
 }
 
 /// Phase lengths and the pass criterion of a step.
@@ -67,13 +75,20 @@ impl Bench {
     /// Opens the subscribers; fails unless every one subscribed.
     pub(crate) async fn open_fleet(&self) -> anyhow::Result<Fleet> {
         let fleet = Fleet::open(&self.fleet, &self.shared).await;
+        let lost = match self.fleet.protocol {
+            Protocol::Native => String::new(),
+            Protocol::SocketIo => format!(", {} joins lost", fleet.lost_joins),
+        };
         println!(
-            "[{}] {} subscribers connected in {:.1} s ({} failed)",
+            "[{}] {} subscribers connected in {:.1} s ({} failed{lost})",
             self.label,
             fleet.subscribed,
             fleet.setup.as_secs_f64(),
             fleet.failed
         );
+        self.shared
+            .lost_joins
+            .store(fleet.lost_joins as u64, Relaxed);
         if fleet.failed > 0 {
             let (failed, err) = (fleet.failed, fleet.first_error.clone().unwrap_or_default());
             fleet.close();
@@ -94,8 +109,11 @@ impl Bench {
         let window_end = window_start + config.window;
         let window_ns = (stats::ns_of(window_start), stats::ns_of(window_end));
         shared.start_step(window_ns.0, window_ns.1);
+        let first_seq = self.next_seq.load(Relaxed);
         let plan = Plan {
+            protocol: self.fleet.protocol,
             channel: self.fleet.channel.clone(),
+            first_seq,
             rate,
             start,
             end: window_end,
@@ -114,6 +132,7 @@ impl Bench {
         let own_after = procfs::sample(Pid::Own);
 
         let published = publishing.await.context("the publisher panicked")??;
+        self.next_seq.store(first_seq + published.sent, Relaxed);
         let expected = subscribers as u64 * published.sent_in_window;
         let drain_deadline = window_end + config.drain;
         while shared.delivered_in_window.load(Relaxed) < expected && Instant::now() < drain_deadline
@@ -133,6 +152,8 @@ impl Bench {
         };
         let mut step = Step {
             label: self.label.clone(),
+            protocol: self.fleet.protocol,
+            lost_joins: shared.lost_joins.load(Relaxed),
             n: self.fleet.n,
             subscribers,
             rate_asked: rate,
@@ -176,6 +197,8 @@ impl Bench {
         let started = Instant::now();
         let step_time = LEAD + step_config.warmup + step_config.window + step_config.drain;
         let mut fleet = self.open_fleet().await?;
+        let mut lost_joins = fleet.lost_joins as u64;
+        let mut reordered = 0;
         let mut best: Option<Box<Step>> = None;
         let mut best_lossless: Option<Box<Step>> = None;
         let mut tried: Vec<Outcome> = Vec::new();
@@ -190,6 +213,7 @@ impl Bench {
             }
             let step = self.step(rate, step_config).await?;
             Record::FanoutStep(step.clone()).print();
+            reordered += step.reordered;
             tried.push(Outcome {
                 rate,
                 pass: step.pass,
@@ -220,11 +244,15 @@ impl Bench {
                 // Give the server time to notice the resets and free the connections.
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 fleet = self.open_fleet().await?;
+                lost_joins += fleet.lost_joins as u64;
             }
         };
         fleet.close();
         Ok(FindMax {
             label: self.label.clone(),
+            protocol: self.fleet.protocol,
+            lost_joins,
+            reordered,
             n: self.fleet.n,
             p99_limit_ms: step_config.p99_limit_ms,
             best,
@@ -346,8 +374,12 @@ fn judge(step: &mut Step, published: &publisher::Report, config: &StepConfig) {
     if step.missing > 0 {
         problems.push(format!("{} deliveries missing", step.missing));
     }
-    if step.gaps > 0 {
-        problems.push(format!("{} offsets skipped", step.gaps));
+    if skipped(step) > 0 {
+        problems.push(format!("{} offsets skipped", skipped(step)));
+    }
+    // A subscriber whose join was lost is not counted in `expected`: its loss shows here.
+    if step.lost_joins > 0 {
+        problems.push(format!("{} joins lost", step.lost_joins));
     }
     if step.disconnects > 0 {
         let why = step.disconnect_reason.as_deref().unwrap_or("unknown");
@@ -379,7 +411,22 @@ fn judge(step: &mut Step, published: &publisher::Report, config: &StepConfig) {
 
 /// Whether every publication of the window reached every subscriber, whatever the latency.
 fn lossless(step: &Step) -> bool {
-    step.missing == 0 && step.gaps == 0 && step.disconnects == 0 && step.publish_errors == 0
+    step.missing == 0
+        && skipped(step) == 0
+        && step.disconnects == 0
+        && step.publish_errors == 0
+        && step.lost_joins == 0
+}
+
+/// Offsets skipped and never received. Socket.IO servers may deliver out of order
+/// (socketioxide runs each event handler as its own task): a publication that overtakes the
+/// one before it counts one gap, and the late one, when it comes, one reordering that fills
+/// it. Native offsets come from the server's channel and are checked as they are.
+fn skipped(step: &Step) -> u64 {
+    match step.protocol {
+        Protocol::Native => step.gaps,
+        Protocol::SocketIo => step.gaps.saturating_sub(step.reordered),
+    }
 }
 
 /// Whether the publisher sent clearly fewer publications than the window should hold.

@@ -1,5 +1,6 @@
-//! The subscribers: N WebSocket connections that each subscribe to the bench channel and then
-//! read publications until the coordinator closes them.
+//! The subscribers: N WebSocket connections that each subscribe to the bench channel (or, for
+//! Socket.IO, connect to the root namespace and join the bench room: see [`crate::sio`]) and
+//! then read publications until the coordinator closes them.
 //!
 //! This is the generator's hot path, so each connection is one task with no read buffer of its
 //! own: it waits for readability, reads into a per-thread scratch buffer, walks the frames in
@@ -9,8 +10,10 @@
 //! read, latencies to the thread's histogram.
 //!
 //! Setup is bounded: at most `batch` connections are between TCP connect and subscribe reply
-//! at once, each within `timeout`. A connection that ends on its own (close frame, EOF, error)
-//! is counted as a disconnect with its reason; [`Fleet::close`] ends them all without counting.
+//! at once, each within `timeout`. A Socket.IO connection whose `join` was emitted but not
+//! acknowledged within `timeout` is a *lost join*, counted apart from the other failures. A
+//! connection that ends on its own (close frame, EOF, error) is counted as a disconnect with
+//! its reason; [`Fleet::close`] ends them all without counting.
 
 use std::cell::RefCell;
 use std::io;
@@ -25,8 +28,21 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinHandle;
 
 use crate::publication::{self, Publication};
+use crate::sio;
 use crate::stats::{self, Batch, Shared};
 use crate::ws::{self, Target};
+
+/// What the subscribers speak.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Protocol {
+    /// switchboard's own protocol (`docs/protocol.md`), as the floor speaks it.
+    #[default]
+    Native,
+    /// Engine.IO v4 / Socket.IO v5 over WebSocket: the channel is a room of namespace `/`.
+    #[serde(rename = "socketio")]
+    SocketIo,
+}
 
 /// Command id of the subscribe request; its reply is recognised by it.
 const SUBSCRIBE_ID: u64 = 1;
@@ -46,6 +62,8 @@ thread_local! {
 #[derive(Debug, Clone)]
 pub(crate) struct FleetConfig {
     pub(crate) target: Target,
+    pub(crate) protocol: Protocol,
+    /// The channel to subscribe to (Socket.IO: the room to join).
     pub(crate) channel: String,
     pub(crate) n: usize,
     /// Connections being set up at once.
@@ -59,8 +77,11 @@ pub(crate) struct Fleet {
     tasks: Vec<JoinHandle<()>>,
     /// Connections that got their subscribe reply.
     pub(crate) subscribed: usize,
-    /// Connections that failed during setup.
+    /// Connections that failed during setup (lost joins apart).
     pub(crate) failed: usize,
+    /// Socket.IO connections whose `join` got no ack within the setup timeout; they are
+    /// closed, not counted in `subscribed`.
+    pub(crate) lost_joins: usize,
     /// The first setup failure.
     pub(crate) first_error: Option<String>,
     /// Time to open them all.
@@ -75,15 +96,33 @@ impl Fleet {
         let permits = Arc::new(Semaphore::new(config.batch.max(1)));
         // Each task sends exactly one setup result, so `n` slots never fill up.
         let (results_tx, mut results) = mpsc::channel(config.n.max(1));
-        let mut subscribe = Vec::new();
-        let command = format!(
-            r#"{{"id":{SUBSCRIBE_ID},"cmd":"subscribe","channel":{}}}"#,
-            serde_json::Value::String(config.channel.clone())
-        );
-        ws::encode_masked(&mut subscribe, ws::OP_TEXT, command.as_bytes(), MASK);
+        let hello = match config.protocol {
+            Protocol::Native => {
+                let mut subscribe = Vec::new();
+                let command = format!(
+                    r#"{{"id":{SUBSCRIBE_ID},"cmd":"subscribe","channel":{}}}"#,
+                    serde_json::Value::String(config.channel.clone())
+                );
+                ws::encode_masked(&mut subscribe, ws::OP_TEXT, command.as_bytes(), MASK);
+                Hello::Native(subscribe)
+            }
+            Protocol::SocketIo => match sio::Frames::new(&config.channel) {
+                Ok(frames) => Hello::SocketIo(Arc::new(frames)),
+                Err(err) => {
+                    return Self {
+                        tasks: Vec::new(),
+                        subscribed: 0,
+                        failed: config.n,
+                        lost_joins: 0,
+                        first_error: Some(format!("encoding the join: {err:#}")),
+                        setup: started.elapsed(),
+                    };
+                }
+            },
+        };
         let setup = Arc::new(Setup {
             target: config.target.clone(),
-            subscribe,
+            hello,
             permits,
             timeout: config.timeout,
         });
@@ -102,13 +141,15 @@ impl Fleet {
             tasks,
             subscribed: 0,
             failed: 0,
+            lost_joins: 0,
             first_error: None,
             setup: Duration::ZERO,
         };
         while let Some(result) = results.recv().await {
             match result {
                 Ok(()) => fleet.subscribed += 1,
-                Err(err) => {
+                Err(SetupError::LostJoin) => fleet.lost_joins += 1,
+                Err(SetupError::Failed(err)) => {
                     fleet.failed += 1;
                     fleet.first_error.get_or_insert(err);
                 }
@@ -128,10 +169,24 @@ impl Fleet {
 
 struct Setup {
     target: Target,
-    /// The masked subscribe frame, the same for every connection.
-    subscribe: Vec<u8>,
+    hello: Hello,
     permits: Arc<Semaphore>,
     timeout: Duration,
+}
+
+/// What a connection sends to get its publications, the same for every connection.
+enum Hello {
+    /// The masked subscribe frame.
+    Native(Vec<u8>),
+    /// The Socket.IO frames: sent one by one as the server answers.
+    SocketIo(Arc<sio::Frames>),
+}
+
+/// Why a connection did not subscribe.
+enum SetupError {
+    /// A Socket.IO `join` sent and not acknowledged within the setup timeout.
+    LostJoin,
+    Failed(String),
 }
 
 /// Keeps [`Shared::alive`] right however the task ends, abort included.
@@ -152,26 +207,34 @@ impl Drop for Alive {
 
 async fn subscriber(
     setup: Arc<Setup>,
-    result: mpsc::Sender<Result<(), String>>,
+    result: mpsc::Sender<Result<(), SetupError>>,
     shared: Arc<Shared>,
 ) {
     let Ok(permit) = setup.permits.acquire().await else {
-        let _ = result.send(Err("setup cancelled".to_owned())).await;
+        let _ = result
+            .send(Err(SetupError::Failed("setup cancelled".to_owned())))
+            .await;
         return;
     };
-    let mut conn = Connection::default();
+    let mut conn = match &setup.hello {
+        Hello::Native(_) => Connection::default(),
+        Hello::SocketIo(frames) => Connection::socketio(frames.clone()),
+    };
     let opened = tokio::time::timeout(setup.timeout, conn.open(&setup, &shared)).await;
     drop(permit);
     let stream = match opened {
         Ok(Ok(stream)) => stream,
         Ok(Err(err)) => {
-            let _ = result.send(Err(err)).await;
+            let _ = result.send(Err(SetupError::Failed(err))).await;
+            return;
+        }
+        Err(_) if conn.join_sent() => {
+            let _ = result.send(Err(SetupError::LostJoin)).await;
             return;
         }
         Err(_) => {
-            let _ = result
-                .send(Err(format!("setup took over {:?}", setup.timeout)))
-                .await;
+            let why = format!("setup took over {:?}", setup.timeout);
+            let _ = result.send(Err(SetupError::Failed(why))).await;
             return;
         }
     };
@@ -189,9 +252,15 @@ async fn subscriber(
 /// Why a connection stopped reading.
 enum End {
     Eof,
-    Close { code: Option<u16>, reason: String },
+    Close {
+        code: Option<u16>,
+        reason: String,
+    },
     Frame(ws::FrameError),
     Io(io::Error),
+    /// Socket.IO: the server closed the session or the socket, refused it, or broke the
+    /// protocol.
+    SocketIo(String),
 }
 
 impl End {
@@ -205,6 +274,7 @@ impl End {
             Self::Close { code: None, .. } => "close frame without code".to_owned(),
             Self::Frame(err) => format!("bad frame from the server: {err}"),
             Self::Io(err) => format!("socket error: {err}"),
+            Self::SocketIo(why) => why.clone(),
         };
         match push {
             Some(push) => format!("{what} after {push}"),
@@ -237,26 +307,63 @@ struct Connection {
     replies: Vec<u8>,
     /// The last `disconnect` push, if the server sent one.
     disconnect_push: Option<String>,
+    /// Socket.IO's state, for a Socket.IO connection.
+    sio: Option<Box<SioState>>,
+}
+
+/// A Socket.IO connection's protocol state and the frames it sends.
+struct SioState {
+    client: sio::Client,
+    frames: Arc<sio::Frames>,
 }
 
 impl Connection {
+    fn socketio(frames: Arc<sio::Frames>) -> Self {
+        Self {
+            sio: Some(Box::new(SioState {
+                client: sio::Client::default(),
+                frames,
+            })),
+            ..Self::default()
+        }
+    }
+
+    /// Whether this is a Socket.IO connection waiting for the ack of its `join`.
+    fn join_sent(&self) -> bool {
+        self.sio
+            .as_ref()
+            .is_some_and(|s| s.client.stage() == sio::Stage::Join)
+    }
+
     /// Connects, sends the subscribe command and reads until its reply.
     async fn open(&mut self, setup: &Setup, shared: &Shared) -> Result<TcpStream, String> {
         let (stream, leftover) = ws::connect(&setup.target)
             .await
             .map_err(|e| format!("{e:#}"))?;
         self.pending = leftover;
-        write_all(&stream, &setup.subscribe)
-            .await
-            .map_err(|e| format!("sending subscribe: {e}"))?;
-        loop {
-            if let Err(end) = self.read_once(&stream, shared).await {
+        if let Hello::Native(subscribe) = &setup.hello {
+            write_all(&stream, subscribe)
+                .await
+                .map_err(|e| format!("sending subscribe: {e}"))?;
+        }
+        // Bytes that came with the handshake response are handled before the first read.
+        if !self.pending.is_empty() {
+            let pending = std::mem::take(&mut self.pending);
+            let (used, ended) = self.handle_frames(&pending, stats::now_ns(), shared);
+            if let Some(end) = ended {
                 return Err(end.describe(self.disconnect_push.as_deref()));
             }
-            match self.ack.take() {
-                Some(Ok(())) => return Ok(stream),
-                Some(Err(err)) => return Err(format!("subscribe refused: {err}")),
-                None => {}
+            self.pending = pending[used..].to_vec();
+        }
+        loop {
+            if let Some(result) = self.ack.take() {
+                return match result {
+                    Ok(()) => Ok(stream),
+                    Err(err) => Err(format!("subscribe refused: {err}")),
+                };
+            }
+            if let Err(end) = self.read_once(&stream, shared).await {
+                return Err(end.describe(self.disconnect_push.as_deref()));
             }
         }
     }
@@ -358,10 +465,7 @@ impl Connection {
             ws::OP_TEXT | ws::OP_BINARY if self.fragment.is_some() => {
                 Err(End::Frame(ws::FrameError::UnknownOpcode))
             }
-            ws::OP_TEXT if h.fin => {
-                self.on_text(payload, t);
-                Ok(())
-            }
+            ws::OP_TEXT if h.fin => self.on_text(payload, t),
             ws::OP_BINARY if h.fin => Ok(()),
             ws::OP_TEXT | ws::OP_BINARY => {
                 self.fragment = Some((h.opcode, payload.to_vec()));
@@ -379,7 +483,7 @@ impl Connection {
                     && let Some((opcode, message)) = self.fragment.take()
                     && opcode == ws::OP_TEXT
                 {
-                    self.on_text(&message, t);
+                    return self.on_text(&message, t);
                 }
                 Ok(())
             }
@@ -399,14 +503,28 @@ impl Connection {
         }
     }
 
-    fn on_text(&mut self, text: &[u8], t: &mut Text<'_>) {
+    fn on_text(&mut self, text: &[u8], t: &mut Text<'_>) -> Result<(), End> {
+        if let Some(sio) = self.sio.as_deref_mut() {
+            if let Some(publication) = publication::scan_sio(text) {
+                count(&mut self.last_offset, publication, t);
+                return Ok(());
+            }
+            t.batch.slow_path += 1;
+            match sio.client.on_text(text, &sio.frames, &mut self.replies) {
+                Ok(sio::Event::Nothing) => {}
+                Ok(sio::Event::Joined(result)) => self.ack = Some(result),
+                Ok(sio::Event::Publication(p)) => count(&mut self.last_offset, p, t),
+                Err(why) => return Err(End::SocketIo(why)),
+            }
+            return Ok(());
+        }
         if let Some(publication) = publication::scan(text) {
             self.on_publication(publication, t);
-            return;
+            return Ok(());
         }
         t.batch.slow_path += 1;
         let Ok(value) = serde_json::from_slice::<serde_json::Value>(text) else {
-            return;
+            return Ok(());
         };
         match value.get("push").and_then(|p| p.as_str()) {
             Some("publication") => {
@@ -431,22 +549,29 @@ impl Connection {
             }
             None => {}
         }
+        Ok(())
     }
 
     fn on_publication(&mut self, p: Publication, t: &mut Text<'_>) {
-        match self.last_offset {
-            Some(last) if p.offset == last + 1 => {}
-            Some(last) if p.offset > last => t.batch.gaps += p.offset - last - 1,
-            Some(_) => t.batch.reordered += 1,
-            None => {}
-        }
-        self.last_offset = Some(self.last_offset.map_or(p.offset, |last| last.max(p.offset)));
-        t.batch.delivered_total += 1;
-        let (start, end) = t.window;
-        if (start..end).contains(&p.sent_ns) {
-            t.batch.delivered_in_window += 1;
-            stats::record_latency(t.hist, t.now.saturating_sub(p.sent_ns));
-        }
+        count(&mut self.last_offset, p, t);
+    }
+}
+
+/// Counts a publication received on a connection whose last offset (or sequence number) was
+/// `last_offset`: a gap, a reordering, a delivery in the window and its latency.
+fn count(last_offset: &mut Option<u64>, p: Publication, t: &mut Text<'_>) {
+    match *last_offset {
+        Some(last) if last.checked_add(1) == Some(p.offset) => {}
+        Some(last) if p.offset > last => t.batch.gaps += p.offset - last - 1,
+        Some(_) => t.batch.reordered += 1,
+        None => {}
+    }
+    *last_offset = Some(last_offset.map_or(p.offset, |last| last.max(p.offset)));
+    t.batch.delivered_total += 1;
+    let (start, end) = t.window;
+    if (start..end).contains(&p.sent_ns) {
+        t.batch.delivered_in_window += 1;
+        stats::record_latency(t.hist, t.now.saturating_sub(p.sent_ns));
     }
 }
 

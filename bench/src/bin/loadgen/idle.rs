@@ -4,6 +4,9 @@
 //! for lazily allocated per-connection state to appear, short of the first heartbeat), reads
 //! the RSS again and divides the difference by the connections that subscribed. The server's
 //! CPU over the settle time shows what idle connections cost it (timers, heartbeats).
+//!
+//! `sio-idle` is the same over Socket.IO: a connection counts once its `join` is acknowledged,
+//! so the figure is memory per connected Socket.IO socket in a room.
 
 use std::time::Duration;
 
@@ -33,6 +36,8 @@ pub(crate) async fn run(bench: &Bench, settle: Duration) -> Idle {
     };
     let record = Idle {
         label: bench.label.clone(),
+        protocol: bench.fleet.protocol,
+        lost_joins: fleet.lost_joins,
         n: bench.fleet.n,
         subscribed: fleet.subscribed,
         failed: fleet.failed,
@@ -56,6 +61,12 @@ fn fleet_report(bench: &Bench, fleet: &Fleet) {
             fleet.failed,
             bench.fleet.n,
             fleet.first_error.as_deref().unwrap_or("unknown")
+        );
+    }
+    if fleet.lost_joins > 0 {
+        eprintln!(
+            "[{}] idle: {} of {} joins got no ack within the setup timeout",
+            bench.label, fleet.lost_joins, bench.fleet.n
         );
     }
 }

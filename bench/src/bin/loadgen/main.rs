@@ -2,7 +2,9 @@
 //! speaks `docs/protocol.md` over WebSocket (switchboard, or the floor in `src/bin/floor.rs`)
 //! on loopback and measures fan-out throughput, latency, loss and idle memory per connection;
 //! `loadgen publish` measures how fast switchboard acknowledges publishes (over its HTTP API or
-//! WebSocket), which is where its store's commits show.
+//! WebSocket), which is where its store's commits show. `loadgen sio-fanout` and `loadgen
+//! sio-idle` are `fanout` and `idle` over Socket.IO (Engine.IO v4 over WebSocket, a room for
+//! the channel), against switchboard's `/socket.io/` or any Socket.IO 4.x server.
 //!
 //! `bench/run.sh` starts the servers and calls it; see `bench/README.md` for the scenarios
 //! and how to read the numbers. Output: human-readable lines, and one JSON line (starting
@@ -19,18 +21,20 @@ mod publication;
 mod publish;
 mod publisher;
 mod report;
+mod sio;
 mod stats;
 mod ws;
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{Args, Parser, Subcommand};
 
 use crate::fanout::{Bench, SearchConfig, StepConfig};
-use crate::fleet::FleetConfig;
+use crate::fleet::{FleetConfig, Protocol};
 use crate::publish::{PublishConfig, Via};
 use crate::report::Record;
 use crate::stats::Shared;
@@ -50,6 +54,10 @@ enum Scenario {
     Fanout(FanoutArgs),
     /// Server memory per idle subscribed connection.
     Idle(IdleArgs),
+    /// `fanout` over Socket.IO: N sockets join a room, one emits `pub` events to it.
+    SioFanout(FanoutArgs),
+    /// `idle` over Socket.IO: server memory per connected socket in a room.
+    SioIdle(IdleArgs),
     /// P closed-loop publishers over K channels: publications acknowledged per second and
     /// publish→reply latency.
     Publish(PublishArgs),
@@ -58,18 +66,20 @@ enum Scenario {
         /// Files holding the JSON lines (other lines are skipped).
         #[arg(required = true)]
         files: Vec<PathBuf>,
-        /// Adds a column with the ratio of two labels' values, as `A/B` (default
-        /// `switchboard/floor`, shown when both labels are there).
+        /// Adds a column with the ratio of two labels' values, as `A/B`; repeatable (default
+        /// `switchboard/floor`). A column shows when both labels are there.
         #[arg(long)]
-        ratio: Option<String>,
+        ratio: Vec<String>,
     },
 }
 
 #[derive(Args, Debug)]
 struct Common {
-    /// WebSocket endpoint of the server.
-    #[arg(long, default_value = "ws://127.0.0.1:8000/ws")]
-    url: String,
+    /// WebSocket endpoint of the server (default `ws://127.0.0.1:8000/ws`; for `sio-*`
+    /// `ws://127.0.0.1:8000/socket.io/?EIO=4&transport=websocket`, which is also what a
+    /// `sio-*` URL without a path gets).
+    #[arg(long)]
+    url: Option<String>,
     /// Name of the server in the output (`switchboard`, `floor`…).
     #[arg(long, default_value = "server")]
     label: String,
@@ -79,7 +89,7 @@ struct Common {
     /// Subscriber connections.
     #[arg(long, default_value_t = 1000)]
     n: usize,
-    /// Channel to subscribe and publish to.
+    /// Channel to subscribe and publish to (Socket.IO: the room to join and emit to).
     #[arg(long, default_value = "bench")]
     channel: String,
     /// Worker threads of the subscribers' runtime (the publisher has its own thread).
@@ -88,7 +98,9 @@ struct Common {
     /// Connections set up at once (TCP connect to subscribe reply).
     #[arg(long, default_value_t = 200)]
     connect_batch: usize,
-    /// Longest one connection may take from TCP connect to subscribe reply, in seconds.
+    /// Longest one connection may take from TCP connect to subscribe reply (Socket.IO: to
+    /// the ack of its `join`; a join sent and not acknowledged by then is a lost join), in
+    /// seconds.
     #[arg(long, default_value_t = 10.0)]
     connect_timeout_s: f64,
 }
@@ -183,19 +195,21 @@ const MAX_PUBLISHERS: usize = 10_000;
 
 fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    let common = match &cli.scenario {
-        Scenario::Fanout(args) => &args.common,
-        Scenario::Idle(args) => &args.common,
+    let (common, protocol) = match &cli.scenario {
+        Scenario::Fanout(args) => (&args.common, Protocol::Native),
+        Scenario::Idle(args) => (&args.common, Protocol::Native),
+        Scenario::SioFanout(args) => (&args.common, Protocol::SocketIo),
+        Scenario::SioIdle(args) => (&args.common, Protocol::SocketIo),
         Scenario::Publish(args) => return publish_main(args),
         Scenario::Table { files, ratio } => {
-            let ratio = match ratio {
-                Some(r) => Some(
+            let ratios = ratio
+                .iter()
+                .map(|r| {
                     r.split_once('/')
-                        .with_context(|| format!("--ratio {r}: expected LABEL/LABEL"))?,
-                ),
-                None => None,
-            };
-            return report::table(files, ratio);
+                        .with_context(|| format!("--ratio {r}: expected LABEL/LABEL"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            return report::table(files, &ratios);
         }
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -213,7 +227,8 @@ fn main() -> anyhow::Result<()> {
     let bench = Bench {
         label: common.label.clone(),
         fleet: FleetConfig {
-            target: Target::parse(&common.url)?,
+            target: Target::parse(&url(common.url.as_deref(), protocol))?,
+            protocol,
             channel: common.channel.clone(),
             n: common.n,
             batch: common.connect_batch,
@@ -222,6 +237,7 @@ fn main() -> anyhow::Result<()> {
         server: common.server_pid,
         shared: Arc::new(Shared::default()),
         publisher: publisher.handle().clone(),
+        next_seq: AtomicU64::new(1),
     };
     let result = runtime.block_on(run(&cli.scenario, &bench));
     // Dropping a runtime waits for its threads; both are outside any async context here.
@@ -232,7 +248,7 @@ fn main() -> anyhow::Result<()> {
 
 async fn run(scenario: &Scenario, bench: &Bench) -> anyhow::Result<()> {
     match scenario {
-        Scenario::Fanout(args) => {
+        Scenario::Fanout(args) | Scenario::SioFanout(args) => {
             let step = StepConfig {
                 warmup: secs(args.warmup_s, "--warmup-s")?,
                 window: secs(args.window_s, "--window-s")?,
@@ -259,7 +275,7 @@ async fn run(scenario: &Scenario, bench: &Bench) -> anyhow::Result<()> {
                 Record::FanoutStep(result?).print();
             }
         }
-        Scenario::Idle(args) => {
+        Scenario::Idle(args) | Scenario::SioIdle(args) => {
             let record = idle::run(bench, secs(args.settle_s, "--settle-s")?).await;
             Record::Idle(record).print();
         }
@@ -304,6 +320,26 @@ fn publish_main(args: &PublishArgs) -> anyhow::Result<()> {
     drop(runtime);
     Record::Publish(record?).print();
     Ok(())
+}
+
+/// The endpoint to open: `--url`, or the protocol's default; a Socket.IO URL without a path
+/// gets the default Engine.IO WebSocket path.
+fn url(given: Option<&str>, protocol: Protocol) -> String {
+    match (given, protocol) {
+        (None, Protocol::Native) => "ws://127.0.0.1:8000/ws".to_owned(),
+        (None, Protocol::SocketIo) => format!("ws://127.0.0.1:8000{}", sio::DEFAULT_PATH),
+        (Some(url), Protocol::SocketIo) => {
+            let rest = url.strip_prefix("ws://").unwrap_or(url);
+            match rest.find('/') {
+                None => format!("{url}{}", sio::DEFAULT_PATH),
+                Some(i) if &rest[i..] == "/" => {
+                    format!("{}{}", url.trim_end_matches('/'), sio::DEFAULT_PATH)
+                }
+                Some(_) => url.to_owned(),
+            }
+        }
+        (Some(url), Protocol::Native) => url.to_owned(),
+    }
 }
 
 fn secs(value: f64, flag: &str) -> anyhow::Result<Duration> {

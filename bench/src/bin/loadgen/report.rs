@@ -9,6 +9,8 @@ use std::path::PathBuf;
 use anyhow::Context as _;
 use serde::{Deserialize, Serialize};
 
+use crate::fleet::Protocol;
+
 /// Every kind of JSON line the generator prints.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -27,6 +29,13 @@ pub(crate) enum Record {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Step {
     pub(crate) label: String,
+    /// `native` (`fanout`) or `socketio` (`sio-fanout`).
+    #[serde(default)]
+    pub(crate) protocol: Protocol,
+    /// Socket.IO: joins lost when the subscribers were set up (those subscribers are not in
+    /// `subscribers`).
+    #[serde(default)]
+    pub(crate) lost_joins: u64,
     /// Subscribers asked for.
     pub(crate) n: usize,
     /// Subscribers connected when the step started.
@@ -45,9 +54,10 @@ pub(crate) struct Step {
     pub(crate) deliveries_per_s: f64,
     /// `expected − delivered`: lost, or later than the drain deadline.
     pub(crate) missing: u64,
-    /// Offsets skipped on a connection (any publication, warm-up included).
+    /// Offsets (Socket.IO: sequence numbers) skipped on a connection (any publication,
+    /// warm-up included).
     pub(crate) gaps: u64,
-    /// Offsets received twice or out of order.
+    /// Offsets (sequence numbers) received twice or lower than the last one.
     pub(crate) reordered: u64,
     /// Subscribers the server disconnected during the step.
     pub(crate) disconnects: u64,
@@ -82,6 +92,14 @@ pub(crate) struct Step {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct FindMax {
     pub(crate) label: String,
+    #[serde(default)]
+    pub(crate) protocol: Protocol,
+    /// Socket.IO joins lost over every subscriber set-up of the search.
+    #[serde(default)]
+    pub(crate) lost_joins: u64,
+    /// Reordered deliveries over every step of the search.
+    #[serde(default)]
+    pub(crate) reordered: u64,
     pub(crate) n: usize,
     pub(crate) p99_limit_ms: f64,
     /// The best passing step, if any passed.
@@ -101,6 +119,11 @@ pub(crate) struct FindMax {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Idle {
     pub(crate) label: String,
+    #[serde(default)]
+    pub(crate) protocol: Protocol,
+    /// Socket.IO joins not acknowledged within the setup timeout.
+    #[serde(default)]
+    pub(crate) lost_joins: usize,
     pub(crate) n: usize,
     pub(crate) subscribed: usize,
     pub(crate) failed: usize,
@@ -186,10 +209,18 @@ impl Record {
                         l.deliveries_per_s, l.p99_ms
                     )
                 });
+                let sio = match m.protocol {
+                    Protocol::Native => String::new(),
+                    Protocol::SocketIo => format!(
+                        "; joins lost {}, deliveries reordered {}",
+                        m.lost_joins, m.reordered
+                    ),
+                };
                 format!(
-                    "[{}] fanout N={} find-max: {found}; most without loss at any latency: \
-                     {lossless}; lowest failing rate {}; {} steps in {:.0} s; stopped: {}",
+                    "[{}] {} N={} find-max: {found}; most without loss at any latency: \
+                     {lossless}; lowest failing rate {}; {} steps in {:.0} s{sio}; stopped: {}",
                     m.label,
+                    fanout_name(m.protocol),
                     m.n,
                     m.lowest_failing_rate.map_or("none".to_owned(), rate),
                     m.steps,
@@ -198,12 +229,17 @@ impl Record {
                 )
             }
             Self::Idle(i) => format!(
-                "[{}] idle N={}: {} subscribed, {} failed{} in {:.1} s; server RSS {} → {} = {} per \
-                 connection; server CPU while idle {}",
+                "[{}] {} N={}: {} subscribed, {} failed{}{} in {:.1} s; server RSS {} → {} = {} \
+                 per connection; server CPU while idle {}",
                 i.label,
+                idle_name(i.protocol),
                 i.n,
                 i.subscribed,
                 i.failed,
+                match i.protocol {
+                    Protocol::Native => String::new(),
+                    Protocol::SocketIo => format!(", {} joins lost", i.lost_joins),
+                },
                 i.first_error
                     .as_deref()
                     .map_or(String::new(), |e| format!(" (first: {e})")),
@@ -222,12 +258,32 @@ impl Record {
 /// Waiting for a CPU more than this share of a window means the cores were not ours.
 const BUSY_WAIT_PCT: f64 = 10.0;
 
+/// The scenario's name in the output.
+fn fanout_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Native => "fanout",
+        Protocol::SocketIo => "sio-fanout",
+    }
+}
+
+fn idle_name(protocol: Protocol) -> &'static str {
+    match protocol {
+        Protocol::Native => "idle",
+        Protocol::SocketIo => "sio-idle",
+    }
+}
+
 fn human_step(s: &Step) -> String {
+    let sio = match s.protocol {
+        Protocol::Native => String::new(),
+        Protocol::SocketIo => format!(" reordered {} joins lost {}", s.reordered, s.lost_joins),
+    };
     let mut line = format!(
-        "[{}] fanout N={} rate {}/s (sent {:.1}/s): {:.0} deliveries/s, latency ms p50 {:.2} \
-         p99 {:.2} p99.9 {:.2} max {:.2}; missing {} gaps {} disconnects {}; server CPU {} RSS {}; \
-         generator CPU {}; waiting for a CPU: server {} generator {}",
+        "[{}] {} N={} rate {}/s (sent {:.1}/s): {:.0} deliveries/s, latency ms p50 {:.2} \
+         p99 {:.2} p99.9 {:.2} max {:.2}; missing {} gaps {} disconnects {}{sio}; server CPU {} \
+         RSS {}; generator CPU {}; waiting for a CPU: server {} generator {}",
         s.label,
+        fanout_name(s.protocol),
         s.subscribers,
         rate(s.rate_asked),
         s.rate_sent,
@@ -325,9 +381,9 @@ struct Row {
 }
 
 /// Reads the JSON lines of `files` (other lines are skipped) and prints one table comparing
-/// the labels, with the ratio `ratio.0 / ratio.1` when both labels are there (by default
-/// `switchboard / floor`).
-pub(crate) fn table(files: &[PathBuf], ratio: Option<(&str, &str)>) -> anyhow::Result<()> {
+/// the labels, with a column `A/B` for each ratio whose two labels are there (without any:
+/// `switchboard/floor`).
+pub(crate) fn table(files: &[PathBuf], ratios: &[(&str, &str)]) -> anyhow::Result<()> {
     let mut records = Vec::new();
     for file in files {
         let text =
@@ -373,8 +429,13 @@ pub(crate) fn table(files: &[PathBuf], ratio: Option<(&str, &str)>) -> anyhow::R
     if !searched.is_empty() {
         rows.retain(|r| !r.name.contains(" @"));
     }
-    let ratio = ratio.unwrap_or(("switchboard", "floor"));
-    print!("{}", render(&labels, &rows, ratio));
+    let default = [("switchboard", "floor")];
+    let ratios = if ratios.is_empty() {
+        &default[..]
+    } else {
+        ratios
+    };
+    print!("{}", render(&labels, &rows, ratios));
     Ok(())
 }
 
@@ -387,75 +448,94 @@ fn rows_of(record: &Record) -> (&str, Vec<Cell>) {
     match record {
         Record::FanoutMax(m) => {
             let n = m.n;
+            let f = fanout_name(m.protocol);
             let b = m.best.as_deref();
             let l = m.best_lossless.as_deref();
             let limit = m.p99_limit_ms;
             let rows = vec![
                 (
-                    format!("fanout N={n}: max deliveries/s (p99<{limit}ms, no loss)"),
+                    format!("{f} N={n}: max deliveries/s (p99<{limit}ms, no loss)"),
                     Some(b.map_or(0.0, |b| b.deliveries_per_s)),
                     0,
                 ),
                 (
-                    format!("fanout N={n}:   at publications/s"),
+                    format!("{f} N={n}:   at publications/s"),
                     b.map(|b| b.rate_asked),
                     1,
                 ),
                 (
-                    format!("fanout N={n}:   p50 latency ms"),
+                    format!("{f} N={n}:   p50 latency ms"),
                     b.map(|b| b.p50_ms),
                     2,
                 ),
                 (
-                    format!("fanout N={n}:   p99 latency ms"),
+                    format!("{f} N={n}:   p99 latency ms"),
                     b.map(|b| b.p99_ms),
                     2,
                 ),
                 (
-                    format!("fanout N={n}:   server CPU %"),
+                    format!("{f} N={n}:   server CPU %"),
                     b.and_then(|b| b.server_cpu_pct),
                     0,
                 ),
                 (
-                    format!("fanout N={n}:   server RSS MiB"),
+                    format!("{f} N={n}:   server RSS MiB"),
                     mib(b.and_then(|b| b.server_rss_kib)),
                     1,
                 ),
                 (
-                    format!("fanout N={n}:   generator CPU %"),
+                    format!("{f} N={n}:   generator CPU %"),
                     b.and_then(|b| b.gen_cpu_pct),
                     0,
                 ),
                 (
-                    format!("fanout N={n}:   server waiting for a CPU %"),
+                    format!("{f} N={n}:   server waiting for a CPU %"),
                     b.and_then(|b| b.server_runq_wait_pct),
                     0,
                 ),
                 (
-                    format!("fanout N={n}:   generator waiting for a CPU %"),
+                    format!("{f} N={n}:   generator waiting for a CPU %"),
                     b.and_then(|b| b.gen_runq_wait_pct),
                     0,
                 ),
                 (
-                    format!("fanout N={n}:   lowest failing publications/s"),
+                    format!("{f} N={n}:   lowest failing publications/s"),
                     m.lowest_failing_rate,
                     1,
                 ),
                 (
-                    format!("fanout N={n}: most no-loss deliveries/s seen (any p99)"),
+                    format!("{f} N={n}: most no-loss deliveries/s seen (any p99)"),
                     l.map(|l| l.deliveries_per_s),
                     0,
                 ),
                 (
-                    format!("fanout N={n}:   its p99 latency ms"),
+                    format!("{f} N={n}:   its p99 latency ms"),
                     l.map(|l| l.p99_ms),
                     2,
                 ),
             ];
+            let mut rows = rows;
+            if m.protocol == Protocol::SocketIo {
+                rows.push((
+                    format!("{f} N={n}: joins lost (whole search)"),
+                    Some(m.lost_joins as f64),
+                    0,
+                ));
+                rows.push((
+                    format!("{f} N={n}: deliveries reordered (whole search)"),
+                    Some(m.reordered as f64),
+                    0,
+                ));
+            }
             (&m.label, rows)
         }
         Record::FanoutStep(s) => {
-            let at = format!("fanout N={} @{}/s", s.n, rate(s.rate_asked));
+            let at = format!(
+                "{} N={} @{}/s",
+                fanout_name(s.protocol),
+                s.n,
+                rate(s.rate_asked)
+            );
             let rows = vec![
                 (format!("{at}: deliveries/s"), Some(s.deliveries_per_s), 0),
                 (format!("{at}:   p50 latency ms"), Some(s.p50_ms), 2),
@@ -505,29 +585,41 @@ fn rows_of(record: &Record) -> (&str, Vec<Cell>) {
         }
         Record::Idle(i) => {
             let n = i.n;
+            let f = idle_name(i.protocol);
             let rows = vec![
                 (
-                    format!("idle N={n}: KiB per connection"),
+                    format!("{f} N={n}: KiB per connection"),
                     i.kib_per_connection,
                     1,
                 ),
                 (
-                    format!("idle N={n}:   server RSS MiB"),
+                    format!("{f} N={n}:   server RSS MiB"),
                     mib(i.rss_after_kib),
                     1,
                 ),
-                (format!("idle N={n}:   setup s"), Some(i.setup_s), 1),
+                (format!("{f} N={n}:   setup s"), Some(i.setup_s), 1),
             ];
+            let mut rows = rows;
+            if i.protocol == Protocol::SocketIo {
+                rows.push((
+                    format!("{f} N={n}:   joins lost"),
+                    Some(i.lost_joins as f64),
+                    0,
+                ));
+            }
             (&i.label, rows)
         }
     }
 }
 
-fn render(labels: &[String], rows: &[Row], (over, under): (&str, &str)) -> String {
-    let ratio_of = (labels.iter().any(|l| l == over) && labels.iter().any(|l| l == under))
-        .then_some((over, under));
-    let ratio_name = format!("{over}/{under}");
-    let ratio_width = ratio_name.chars().count();
+fn render(labels: &[String], rows: &[Row], ratios: &[(&str, &str)]) -> String {
+    let has = |label: &str| labels.iter().any(|l| l == label);
+    // Only the ratios whose two labels are both in the table.
+    let ratios: Vec<(&str, &str, String)> = ratios
+        .iter()
+        .filter(|(over, under)| has(over) && has(under))
+        .map(|(over, under)| (*over, *under, format!("{over}/{under}")))
+        .collect();
     let width = labels
         .iter()
         .map(|l| l.chars().count())
@@ -544,8 +636,8 @@ fn render(labels: &[String], rows: &[Row], (over, under): (&str, &str)) -> Strin
     for label in labels {
         let _ = write!(out, " {label:>width$}");
     }
-    if ratio_of.is_some() {
-        let _ = write!(out, " {ratio_name:>ratio_width$}");
+    for (_, _, name) in &ratios {
+        let _ = write!(out, " {name}");
     }
     out.push('\n');
     for row in rows {
@@ -560,8 +652,9 @@ fn render(labels: &[String], rows: &[Row], (over, under): (&str, &str)) -> Strin
                 }
             }
         }
-        if let Some((a, b)) = ratio_of {
-            match (row.values.get(a), row.values.get(b)) {
+        for (a, b, name) in &ratios {
+            let ratio_width = name.chars().count();
+            match (row.values.get(*a), row.values.get(*b)) {
                 (Some(a), Some(b)) if *b != 0.0 => {
                     let _ = write!(out, " {:>ratio_width$}", format!("{:.2}×", a / b));
                 }
@@ -573,4 +666,36 @@ fn render(labels: &[String], rows: &[Row], (over, under): (&str, &str)) -> Strin
         out.push('\n');
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_has_a_column_per_ratio_whose_labels_are_there() {
+        let labels = ["switchboard", "socketioxide", "node-socketio"].map(String::from);
+        let rows = [Row {
+            name: "sio-idle N=10: KiB per connection".to_owned(),
+            values: BTreeMap::from([
+                ("switchboard".to_owned(), 4.0),
+                ("socketioxide".to_owned(), 8.0),
+                ("node-socketio".to_owned(), 16.0),
+            ]),
+            decimals: 1,
+        }];
+        let ratios = [
+            ("switchboard", "socketioxide"),
+            ("switchboard", "node-socketio"),
+            ("switchboard", "floor"),
+        ];
+        let table = render(&labels, &rows, &ratios);
+        let mut lines = table.lines();
+        let header = lines.next().expect("a header");
+        assert!(header.contains("switchboard/socketioxide switchboard/node-socketio"));
+        assert!(!header.contains("floor"), "{header}");
+        let row = lines.next().expect("a row");
+        let cells: Vec<&str> = row.split_whitespace().collect();
+        assert_eq!(cells[cells.len() - 2..], ["0.50×", "0.25×"], "{row:?}");
+    }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Shared {
     pub(crate) alive: AtomicUsize,
     /// The first reason a subscribed connection ended (close code, error…).
     pub(crate) first_disconnect: Mutex<Option<String>>,
+    /// Socket.IO joins the open fleet lost when it was set up (not reset by a step).
+    pub(crate) lost_joins: AtomicU64,
 }
 
 /// What one read's worth of frames adds to [`Shared`], applied in one go.

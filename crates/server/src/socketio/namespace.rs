@@ -88,6 +88,12 @@ impl Namespaces {
         Self { exact, patterns }
     }
 
+    /// The behaviour of a namespace that exists only through the embedding application's
+    /// handlers: nothing declared.
+    pub(crate) fn default_behaviour(&self) -> Arc<Behaviour> {
+        Behaviour::new(NamespaceConfig::default(), Preset::None)
+    }
+
     /// The behaviour of `namespace`, or `None` when it does not exist.
     pub(crate) fn resolve(&self, namespace: &str) -> Option<Arc<Behaviour>> {
         if !valid_namespace(namespace) {

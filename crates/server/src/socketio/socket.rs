@@ -19,7 +19,7 @@ use switchboard_socketio::{
 use tokio::{sync::oneshot, time::Instant};
 
 use super::{
-    Control, SocketEntry,
+    Control, Input, SocketEntry,
     config::{ParserChoice, RelayTo},
     engine::TRANSPORT,
     namespace::{Behaviour, Preset},
@@ -28,6 +28,8 @@ use super::{
     session::{Flow, Session, ws_frames},
 };
 use serde_json::value::RawValue;
+
+use super::handlers::{Ack, Io, MAX_EARLY_EVENTS, Socket, SocketHandlers};
 use switchboard_socketio::socketio::RESERVED_EVENTS;
 
 use crate::{
@@ -59,6 +61,11 @@ pub(super) struct NsSocket {
     /// With recovery on: the private session id and what the socket was sent.
     pid: Option<Arc<str>>,
     track: Option<Track>,
+    /// Handlers of the embedding application.
+    handlers: Arc<SocketHandlers>,
+    /// `false` while its connect handler runs; its events wait in `early`.
+    ready: bool,
+    early: Vec<Packet>,
 }
 
 /// Most server→client acks one connection may have outstanding.
@@ -294,7 +301,12 @@ impl Session {
         if self.sockets.index(&ns).is_some() {
             return Flow::Continue;
         }
-        let Some(behaviour) = self.sio.namespaces.resolve(&ns) else {
+        let Some(behaviour) = self.sio.namespaces.resolve(&ns).or_else(|| {
+            self.sio
+                .handlers
+                .has(&ns)
+                .then(|| self.sio.namespaces.default_behaviour())
+        }) else {
             self.app.metrics.error(TRANSPORT, "invalid_namespace");
             self.connect_error(&ns, "Invalid namespace", None);
             return Flow::Continue;
@@ -407,6 +419,22 @@ impl Session {
             .inc();
     }
 
+    /// A handle on socket `i` for the embedding application's handlers.
+    fn socket_handle(&self, i: usize) -> Socket {
+        let socket = &self.sockets.list[i];
+        Socket::new(
+            Io {
+                sio: self.sio.clone(),
+                hub: self.app.hub.clone(),
+            },
+            socket.namespace.clone(),
+            socket.client.info().clone(),
+            self.inbox(),
+            self.outbox.clone(),
+            socket.handlers.clone(),
+        )
+    }
+
     /// Registers a connected socket and answers its CONNECT.
     #[allow(clippy::too_many_arguments)]
     fn attach(
@@ -439,6 +467,19 @@ impl Session {
             ),
             None => format!(r#"{{"sid":{}}}"#, json_string(id.as_str())),
         };
+        let handlers = Arc::new(SocketHandlers::default());
+        let connect = self.sio.handlers.connect_handler(ns);
+        let socket_handle = Socket::new(
+            Io {
+                sio: self.sio.clone(),
+                hub: self.app.hub.clone(),
+            },
+            ns_arc.clone(),
+            client.info().clone(),
+            self.inbox(),
+            self.outbox.clone(),
+            handlers.clone(),
+        );
         self.sockets.list.push(NsSocket {
             namespace: ns_arc,
             behaviour,
@@ -447,10 +488,20 @@ impl Session {
             rooms,
             pid,
             track,
+            handlers,
+            ready: connect.is_none(),
+            early: Vec::new(),
         });
         self.sockets.connect_by = None;
         if let Ok(data) = JsonText::parse(Bytes::from(reply)) {
             self.send_packet(&Packet::connect(rooms::ns_str(ns), Some(data)));
+        }
+        if let Some(connect) = connect {
+            let inbox = self.inbox();
+            tokio::spawn(async move {
+                connect(socket_handle).await;
+                let _ = inbox.send(Input::Control(Control::Ready(id))).await;
+            });
         }
     }
 
@@ -601,6 +652,20 @@ impl Session {
     fn remove_socket_parking(&mut self, i: usize, reason: &'static str, park: bool) {
         let socket = self.sockets.list.swap_remove(i);
         self.sio.remove_socket(socket.client.id());
+        if let Some(handler) = socket.handlers.disconnect() {
+            let handle = Socket::new(
+                Io {
+                    sio: self.sio.clone(),
+                    hub: self.app.hub.clone(),
+                },
+                socket.namespace.clone(),
+                socket.client.info().clone(),
+                self.inbox(),
+                self.outbox.clone(),
+                socket.handlers.clone(),
+            );
+            tokio::spawn(handler(handle, reason.to_owned()));
+        }
         if park && let (Some(pid), Some(track)) = (socket.pid.clone(), socket.track.clone()) {
             self.sio.park(Parked::new(
                 pid,
@@ -624,9 +689,30 @@ impl Session {
     }
 
     async fn on_event(&mut self, i: usize, packet: Packet) -> Flow {
+        if !self.sockets.list[i].ready {
+            let socket = &mut self.sockets.list[i];
+            if socket.early.len() < MAX_EARLY_EVENTS {
+                socket.early.push(packet);
+            } else {
+                self.app.metrics.error(TRANSPORT, "early_event_dropped");
+            }
+            return Flow::Continue;
+        }
         let Some(name) = packet.event_name().map(|n| n.into_owned()) else {
             return Flow::Continue;
         };
+        if let Some(handler) = self.sockets.list[i].handlers.event(&name)
+            && let Some(data) = packet.data.clone()
+        {
+            let socket = self.socket_handle(i);
+            let ack = Ack {
+                target: packet
+                    .id
+                    .map(|id| (self.inbox(), self.sockets.list[i].client.id().clone(), id)),
+            };
+            tokio::spawn(handler(socket, data, ack));
+            return Flow::Continue;
+        }
         let ns = self.sockets.list[i].namespace.clone();
         let behaviour = self.sockets.list[i].behaviour.clone();
         let Some(data) = packet.data.clone() else {
@@ -1103,6 +1189,28 @@ impl Session {
                     reply,
                 });
                 self.send_packet(&Packet::event(rooms::ns_str(&ns), data).with_id(ack_id));
+            }
+            Control::Ack(id, ack_id, data) => {
+                if let Some(i) = self.sockets.index_of_id(&id) {
+                    let ns = self.sockets.list[i].namespace.clone();
+                    self.send_packet(&Packet::ack(rooms::ns_str(&ns), ack_id, data));
+                }
+            }
+            Control::Ready(id) => {
+                if let Some(i) = self.sockets.index_of_id(&id) {
+                    self.sockets.list[i].ready = true;
+                    let early = std::mem::take(&mut self.sockets.list[i].early);
+                    for packet in early {
+                        // The socket may leave while its early events are handled.
+                        let Some(i) = self.sockets.index_of_id(&id) else {
+                            break;
+                        };
+                        let flow = Box::pin(self.on_event(i, packet)).await;
+                        if flow != Flow::Continue {
+                            return flow;
+                        }
+                    }
+                }
             }
             Control::Rooms(id, reply) => {
                 let rooms = self

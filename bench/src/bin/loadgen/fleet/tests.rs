@@ -140,3 +140,48 @@ fn a_masked_server_frame_ends_the_connection() {
     let (_, end) = conn.handle_frames(&[0x81, 0x81, 0, 0, 0, 0, b'x'], 10, &shared);
     assert!(matches!(end, Some(End::Frame(ws::FrameError::Masked))));
 }
+
+fn sio_pub(seq: u64, sent_ns: u64) -> Vec<u8> {
+    let mut message = Vec::new();
+    publication::write_sio_pub(&mut message, seq, sent_ns);
+    server_frame(0x80 | ws::OP_TEXT, &message)
+}
+
+#[test]
+fn a_socketio_connection_joins_then_counts_pub_events_by_seq() {
+    let shared = shared_with_window(0, u64::MAX);
+    let frames = Arc::new(sio::Frames::new("bench").expect("frames"));
+    let mut conn = Connection::socketio(frames);
+    let open = text(r#"0{"sid":"s","upgrades":[],"pingInterval":25000,"pingTimeout":20000}"#);
+    conn.handle_frames(&open, 1, &shared);
+    assert!(!conn.replies.is_empty(), "CONNECT is sent");
+    assert!(!conn.join_sent());
+    conn.replies.clear();
+    conn.handle_frames(&text(r#"40{"sid":"t"}"#), 1, &shared);
+    assert!(conn.join_sent());
+    assert!(!conn.replies.is_empty(), "join is emitted");
+    conn.replies.clear();
+    conn.handle_frames(&text(r#"431[{"ok":true}]"#), 1, &shared);
+    assert!(matches!(conn.ack, Some(Ok(()))));
+    assert!(!conn.join_sent());
+
+    shared.start_step(0, u64::MAX);
+    let buf: Vec<u8> = [1, 3, 2, 4]
+        .iter()
+        .flat_map(|s| sio_pub(*s, 10))
+        .chain(text("2"))
+        .collect();
+    let (used, end) = conn.handle_frames(&buf, 20, &shared);
+    assert_eq!(used, buf.len());
+    assert!(end.is_none());
+    assert_eq!(shared.delivered_total.load(Relaxed), 4);
+    assert_eq!(shared.gaps.load(Relaxed), 1);
+    assert_eq!(shared.reordered.load(Relaxed), 1);
+    let mut pong = Vec::new();
+    ws::encode_masked(&mut pong, ws::OP_TEXT, b"3", MASK);
+    assert_eq!(conn.replies, pong);
+    assert_eq!(shared.slow_path.load(Relaxed), 1, "only the ping");
+
+    let (_, end) = conn.handle_frames(&text("41"), 30, &shared);
+    assert!(matches!(end, Some(End::SocketIo(_))));
+}
