@@ -290,6 +290,11 @@ impl Authenticator {
         self.anonymous
     }
 
+    /// Whether tokens can be verified at all (static keys or a JWKS are configured).
+    pub(crate) fn verifies_tokens(&self) -> bool {
+        !self.keys.is_empty() || self.jwks.is_some()
+    }
+
     /// The configuration.
     pub(crate) fn config(&self) -> &AuthConfig {
         &self.config

@@ -39,8 +39,12 @@ use crate::{socketio::namespace::Namespaces, transport::websocket::conn::Conn};
 
 /// What HTTP handlers and the server API ask of a session's task.
 pub(crate) enum Input {
-    /// A polling POST's packets (already decoded as Engine.IO packets).
-    Post(Vec<switchboard_socketio::engineio::Packet>),
+    /// A polling POST's packets (already decoded as Engine.IO packets); the reply says
+    /// whether the session takes polling requests.
+    Post(
+        Vec<switchboard_socketio::engineio::Packet>,
+        Option<oneshot::Sender<Result<(), engine::EngineError>>>,
+    ),
     /// A polling GET waiting for the next payload.
     Get(oneshot::Sender<Result<bytes::Bytes, engine::EngineError>>),
     /// The WebSocket of an upgrade, to probe.
@@ -106,6 +110,7 @@ impl SocketIo {
             config.ping_interval_ms = 300;
             config.ping_timeout_ms = 200;
             config.max_payload_bytes = 1_000_000;
+            config.connect_timeout_ms = 1000;
         }
         let limits = Limits {
             max_payload_bytes: config.max_payload_bytes,
@@ -146,12 +151,23 @@ impl SocketIo {
         true
     }
 
+    /// Whether another session may open.
+    pub(crate) fn has_room(&self) -> bool {
+        lock(&self.sessions).len() < self.config.max_sessions
+    }
+
     pub(crate) fn remove_session(&self, sid: &str) {
         lock(&self.sessions).remove(sid);
     }
 
     pub(crate) fn add_socket(&self, id: ClientId, entry: SocketEntry) {
         lock(&self.sockets).insert(id, entry);
+    }
+
+    pub(crate) fn set_transport(&self, id: &ClientId, transport: &'static str) {
+        if let Some(e) = lock(&self.sockets).get_mut(id) {
+            e.transport = transport;
+        }
     }
 
     pub(crate) fn remove_socket(&self, id: &ClientId) {

@@ -117,7 +117,12 @@ pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Packet, DecodeError> {
         Some(Node::Str(nsp)) => Str::from(nsp.as_ref()),
         _ => return Err(DecodeError::InvalidNamespace),
     };
-    let data = field("data");
+    // notepack writes `data: undefined` (socket.io-client's CONNECT without `auth`) as its
+    // undefined extension, read as null; the reference parser takes any `typeof "object"`
+    // (null included) for CONNECT, and undefined for DISCONNECT.
+    let data = field("data").filter(|d| {
+        !(matches!(d, Node::Null) && matches!(kind, PacketKind::Connect | PacketKind::Disconnect))
+    });
     let valid = matches!(
         (kind, data),
         (PacketKind::Connect, None | Some(Node::Map(_)))

@@ -173,7 +173,9 @@ async fn emit(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiE
             delivered += 1;
         }
     }
-    Ok(json(&json!({"ok": true, "sockets_reached": delivered})))
+    // `sockets`: how many of the sockets named in `sockets` were reached (rooms and
+    // namespaces are channels: their reach is their members).
+    Ok(json(&json!({"ok": true, "sockets": delivered})))
 }
 
 async fn emit_with_ack(
@@ -279,7 +281,7 @@ async fn rooms(
             (ns == q.namespace && c.subscribers > 0)
                 .then_some(())
                 .and(room)
-                .map(|room| json!({"name": room, "channel": c.channel, "sockets": c.subscribers}))
+                .map(|room| json!({"name": room, "channel": c.channel, "members": c.subscribers}))
         })
         .take(MAX_TARGETS)
         .collect();

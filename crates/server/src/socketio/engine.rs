@@ -232,6 +232,9 @@ async fn route(app: &AppState, sio: &Arc<SocketIo>, req: Request, raw: bool) -> 
             if !is_upgrade {
                 return error(app, EngineError::BadRequest);
             }
+            if !sio.has_room() {
+                return error(app, EngineError::TooManySessions);
+            }
             match accept_upgrade(app, req) {
                 Ok((resp, upgrade)) => {
                     // The session's first frame is its handshake, sent by its task.
@@ -446,7 +449,7 @@ async fn poll_post(
         Ok(b) => b.to_bytes(),
         Err(_) => {
             // Over maxPayload: the reference server closes the session too.
-            let _ = tx.try_send(Input::Post(vec![Packet::Close]));
+            let _ = tx.try_send(Input::Post(vec![Packet::Close], None));
             return error(app, EngineError::TooLarge);
         }
     };
@@ -454,12 +457,17 @@ async fn poll_post(
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(error = %e, "malformed engine.io polling payload");
-            let _ = tx.try_send(Input::Post(vec![Packet::Close]));
+            let _ = tx.try_send(Input::Post(vec![Packet::Close], None));
             return error(app, EngineError::BadRequest);
         }
     };
-    if tx.send(Input::Post(packets)).await.is_err() {
+    let (reply, answer) = tokio::sync::oneshot::channel();
+    if tx.send(Input::Post(packets, Some(reply))).await.is_err() {
         return error(app, EngineError::UnknownSid);
     }
-    ([(header::CONTENT_TYPE, "text/html")], "ok").into_response()
+    match tokio::time::timeout(get_deadline(sio), answer).await {
+        Ok(Ok(Ok(()))) => ([(header::CONTENT_TYPE, "text/html")], "ok").into_response(),
+        Ok(Ok(Err(e))) => error(app, e),
+        Ok(Err(_)) | Err(_) => error(app, EngineError::UnknownSid),
+    }
 }

@@ -213,8 +213,11 @@ impl Session {
         let shutdown = self.app.shutdown.clone();
         loop {
             if let Transport::WebSocket(link) = &mut self.transport
-                && link.flush(WRITE_TIMEOUT).await.is_err()
+                && let Err(e) = link.flush(WRITE_TIMEOUT).await
             {
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    self.slow_consumer();
+                }
                 return Flow::Close("websocket write failed or timed out");
             }
             if let Some((probe, _)) = &mut self.probe
@@ -257,10 +260,9 @@ impl Session {
     }
 
     fn wants_deliveries(&self) -> bool {
-        match &self.transport {
-            Transport::WebSocket(_) => true,
-            Transport::Polling { waiting, .. } => waiting.is_some(),
-        }
+        // Polling sessions take deliveries as they come too, so the polling buffer's bound
+        // (`max_buffered_packets`) is what drops a client that stopped polling.
+        true
     }
 
     fn next_deadline(&self) -> Instant {
@@ -273,6 +275,9 @@ impl Session {
         }
         if let Some(c) = self.sockets.deadline() {
             at = at.min(c);
+        }
+        if let Some(e) = self.next_expiry() {
+            at = at.min(e);
         }
         at
     }
@@ -292,6 +297,7 @@ impl Session {
             return Flow::Close("connect timeout");
         }
         self.sockets.expire_acks(now);
+        self.expire_tokens();
         if self.next_ping <= now {
             self.send(&Packet::ping());
             self.next_ping = now + self.sio.ping_interval();
@@ -322,14 +328,29 @@ impl Session {
                 // Take what the hub queued while nobody asked.
                 self.on_outbox()
             }
-            Input::Post(packets) => {
-                if !matches!(self.transport, Transport::Polling { .. }) && self.probe.is_none() {
-                    // A POST after the upgrade: the polling transport is gone.
-                    if packets.iter().any(|p| !matches!(p, Packet::Close)) {
-                        self.app.metrics.error(TRANSPORT, "post_after_upgrade");
-                    }
+            Input::Post(packets, reply) => {
+                let polling = matches!(self.transport, Transport::Polling { .. });
+                if let Some(reply) = reply {
+                    // After the upgrade the polling transport is gone (the reference server
+                    // answers 400 too).
+                    let _ = reply.send(if polling {
+                        Ok(())
+                    } else {
+                        Err(EngineError::BadRequest)
+                    });
+                }
+                if !polling {
+                    self.app.metrics.error(TRANSPORT, "post_after_upgrade");
+                    return Flow::Continue;
                 }
                 for p in packets {
+                    if matches!(p, Packet::Close)
+                        && let Transport::Polling { waiting, .. } = &mut self.transport
+                        && let Some(w) = waiting.take()
+                    {
+                        // The client closes: its pending GET ends with a noop.
+                        let _ = w.send(Ok(Packet::Noop.to_text()));
+                    }
                     let flow = self.on_packet(p).await;
                     if flow != Flow::Continue {
                         return flow;
@@ -403,8 +424,9 @@ impl Session {
         };
         let mut messages = Vec::new();
         let read = link.read(&mut messages);
-        let mut upgraded = false;
-        for m in messages {
+        let mut after_upgrade = None;
+        let mut messages = messages.into_iter();
+        for m in messages.by_ref() {
             match ws_packet(m, self.sio.config.max_payload_bytes) {
                 Ok(p) if p.is_probe() && matches!(p, Packet::Ping(_)) => {
                     link.out.push(ws_frame(&Packet::Pong(Packet::PROBE.into())));
@@ -414,7 +436,7 @@ impl Session {
                     }
                 }
                 Ok(Packet::Upgrade) => {
-                    upgraded = true;
+                    after_upgrade = Some(());
                     break;
                 }
                 Ok(_) | Err(_) => {
@@ -426,33 +448,52 @@ impl Session {
                 }
             }
         }
-        if upgraded {
-            let Some((link, _)) = self.probe.take() else {
-                return Flow::Continue;
-            };
-            self.app.metrics.socketio_upgrades.inc();
-            let old = std::mem::replace(&mut self.transport, Transport::WebSocket(link));
-            if let Transport::Polling { waiting, buffer } = old {
-                if let Some(w) = waiting {
-                    let _ = w.send(Ok(Packet::Noop.to_text()));
+        if after_upgrade.is_none() {
+            return match read {
+                Read::Messages => Flow::Continue,
+                Read::Closed | Read::Error(..) => {
+                    self.probe = None;
+                    Flow::Continue
                 }
-                // What polling had not delivered goes over the WebSocket, in order.
-                if let Transport::WebSocket(link) = &mut self.transport {
-                    for segment in buffer {
-                        if let Some(frame) = polling_segment_to_ws(&segment) {
-                            link.out.push(frame);
-                        }
+            };
+        }
+        let Some((link, _)) = self.probe.take() else {
+            return Flow::Continue;
+        };
+        self.app.metrics.socketio_upgrades.inc();
+        let old = std::mem::replace(&mut self.transport, Transport::WebSocket(link));
+        if let Transport::Polling { waiting, buffer } = old {
+            if let Some(w) = waiting {
+                let _ = w.send(Ok(Packet::Noop.to_text()));
+            }
+            // What polling had not delivered goes over the WebSocket, in order.
+            if let Transport::WebSocket(link) = &mut self.transport {
+                for segment in buffer {
+                    if let Some(frame) = polling_segment_to_ws(&segment) {
+                        link.out.push(frame);
                     }
                 }
             }
-            return Flow::Continue;
+        }
+        self.upgraded();
+        // Packets the client sent right after the upgrade packet, in the same read.
+        for m in messages {
+            let packet = match ws_packet(m, self.sio.config.max_payload_bytes) {
+                Ok(p) => p,
+                Err(e) => {
+                    self.protocol_error(&e);
+                    return Flow::Close("malformed engine.io packet");
+                }
+            };
+            let flow = self.on_packet(packet).await;
+            if flow != Flow::Continue {
+                return flow;
+            }
         }
         match read {
             Read::Messages => Flow::Continue,
-            Read::Closed | Read::Error(..) => {
-                self.probe = None;
-                Flow::Continue
-            }
+            Read::Closed => Flow::Close("transport closed"),
+            Read::Error(..) => Flow::Close("websocket protocol error"),
         }
     }
 
@@ -556,18 +597,30 @@ impl Session {
         }
         self.batch = batch;
         if self.buffer_full() {
-            self.app.metrics.error(TRANSPORT, "slow_consumer");
+            self.slow_consumer();
             return Flow::Close("slow consumer (polling buffer full)");
         }
         match closed {
             None => Flow::Continue,
             Some(Disconnect::SlowConsumer) => {
-                self.app.metrics.error(TRANSPORT, "slow_consumer");
+                self.slow_consumer();
                 Flow::Close("slow consumer")
             }
             Some(Disconnect::Shutdown) => Flow::Close("server shutting down"),
             Some(_) => Flow::Close("disconnected by the server"),
         }
+    }
+
+    /// Counts a client dropped for falling behind.
+    fn slow_consumer(&self) {
+        self.app.metrics.error(TRANSPORT, "slow_consumer");
+        self.app
+            .metrics
+            .slow_consumer_disconnects
+            .get_or_create(&crate::metrics::TransportLabel {
+                transport: TRANSPORT,
+            })
+            .inc();
     }
 
     async fn finish(mut self, flow: Flow) {

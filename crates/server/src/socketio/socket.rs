@@ -66,6 +66,12 @@ pub(super) struct NsSocket {
     /// `false` while its connect handler runs; its events wait in `early`.
     ready: bool,
     early: Vec<Packet>,
+    /// The socket's event rate (`[limits] commands_per_second`; `None`: unlimited).
+    bucket: Option<governor::DefaultDirectRateLimiter>,
+    /// Events refused for rate since the last one accepted.
+    limited_in_a_row: u32,
+    /// When its token expires (unix seconds): the socket is then disconnected.
+    expires: Option<u64>,
 }
 
 /// Most server→client acks one connection may have outstanding.
@@ -253,6 +259,14 @@ impl Session {
     }
 
     async fn on_sio_packet(&mut self, packet: Packet) -> Flow {
+        if !matches!(packet.kind, PacketKind::Connect | PacketKind::ConnectError)
+            && self.sockets.index(packet.namespace.as_str()).is_none()
+        {
+            // A packet for a namespace the client is not connected to: the reference
+            // server closes the connection ("invalid state").
+            self.protocol_error(&"packet for a namespace the client has not connected to");
+            return Flow::Close("packet for an unconnected namespace");
+        }
         match packet.kind {
             PacketKind::Connect => self.on_connect(packet).await,
             PacketKind::Disconnect => {
@@ -263,8 +277,6 @@ impl Session {
             }
             PacketKind::Event => match self.sockets.index(packet.namespace.as_str()) {
                 Some(i) => self.on_event(i, packet).await,
-                // Events for a namespace the client has not joined are ignored, as by the
-                // reference server.
                 None => Flow::Continue,
             },
             PacketKind::Ack => {
@@ -328,10 +340,14 @@ impl Session {
         let payload = auth_data
             .as_ref()
             .and_then(|d| serde_json::from_str::<AuthPayload>(d.as_str()).ok());
+        // A `token` in the auth payload is the application's own business on a server that
+        // verifies no tokens (no keys configured, anonymous allowed), as with any Socket.IO
+        // server; otherwise it must be a valid JWT.
         let token = payload
             .as_ref()
             .and_then(|a| a.token.clone())
-            .or_else(|| self.handshake_token.clone());
+            .or_else(|| self.handshake_token.clone())
+            .filter(|_| self.app.auth.verifies_tokens() || !self.app.auth.anonymous_allowed());
         let auth = match self.authenticate(token, auth_data.as_ref()).await {
             Ok(a) => a,
             Err((message, code)) => {
@@ -419,6 +435,64 @@ impl Session {
             .inc();
     }
 
+    /// Refuses an event over the socket's rate (acked `rate_limited` when it asked for an
+    /// ack); a socket that keeps at it is disconnected from its namespace.
+    fn rate_limited(&mut self, i: usize, ack: Option<u64>) -> Flow {
+        let user = self.sockets.list[i].client.user().cloned();
+        let e = crate::limits::refused(
+            &self.app,
+            TRANSPORT,
+            Some(self.peer),
+            user.as_ref(),
+            crate::limits::Limit::Commands,
+        );
+        let ns = self.sockets.list[i].namespace.clone();
+        self.ack(&ns, ack, &error_json(e.code.as_str(), &e.message));
+        let socket = &mut self.sockets.list[i];
+        socket.limited_in_a_row += 1;
+        if socket.limited_in_a_row >= self.app.config.limits.max_rate_limited_in_a_row.max(1) {
+            self.send_packet(&Packet::disconnect(rooms::ns_str(&ns)));
+            self.remove_socket(i, "rate limited");
+        }
+        Flow::Continue
+    }
+
+    /// Disconnects sockets whose token expired (they reconnect with a fresh one).
+    pub(super) fn expire_tokens(&mut self) {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        while let Some(i) = self
+            .sockets
+            .list
+            .iter()
+            .position(|s| s.expires.is_some_and(|e| e <= now))
+        {
+            let ns = self.sockets.list[i].namespace.clone();
+            self.app
+                .metrics
+                .error(TRANSPORT, ErrorCode::TokenExpired.as_str());
+            self.send_packet(&Packet::disconnect(rooms::ns_str(&ns)));
+            self.remove_socket(i, "token expired");
+        }
+    }
+
+    /// When the next socket's token expires.
+    pub(super) fn next_expiry(&self) -> Option<Instant> {
+        let soonest = self.sockets.list.iter().filter_map(|s| s.expires).min()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        Some(Instant::now() + std::time::Duration::from_secs(soonest.saturating_sub(now)))
+    }
+
+    /// The session moved to WebSocket: the registry says so.
+    pub(super) fn upgraded(&mut self) {
+        for socket in &self.sockets.list {
+            self.sio.set_transport(socket.client.id(), "websocket");
+        }
+    }
+
     /// A handle on socket `i` for the embedding application's handlers.
     fn socket_handle(&self, i: usize) -> Socket {
         let socket = &self.sockets.list[i];
@@ -467,6 +541,7 @@ impl Session {
             ),
             None => format!(r#"{{"sid":{}}}"#, json_string(id.as_str())),
         };
+        let expires = auth.expires;
         let handlers = Arc::new(SocketHandlers::default());
         let connect = self.sio.handlers.connect_handler(ns);
         let socket_handle = Socket::new(
@@ -491,6 +566,9 @@ impl Session {
             handlers,
             ready: connect.is_none(),
             early: Vec::new(),
+            bucket: self.app.limits.connection_bucket(),
+            limited_in_a_row: 0,
+            expires,
         });
         self.sockets.connect_by = None;
         if let Ok(data) = JsonText::parse(Bytes::from(reply)) {
@@ -701,6 +779,14 @@ impl Session {
         let Some(name) = packet.event_name().map(|n| n.into_owned()) else {
             return Flow::Continue;
         };
+        if self.sockets.list[i]
+            .bucket
+            .as_ref()
+            .is_some_and(|b| b.check().is_err())
+        {
+            return self.rate_limited(i, packet.id);
+        }
+        self.sockets.list[i].limited_in_a_row = 0;
         if let Some(handler) = self.sockets.list[i].handlers.event(&name)
             && let Some(data) = packet.data.clone()
         {
@@ -1160,6 +1246,13 @@ impl Session {
             }
             Control::Disconnect(id, close) => {
                 if close {
+                    // As the reference server's `disconnect(true)`: every namespace is told,
+                    // then the connection closes (so the client does not reconnect).
+                    while let Some(socket) = self.sockets.list.last() {
+                        let ns = socket.namespace.clone();
+                        self.send_packet(&Packet::disconnect(rooms::ns_str(&ns)));
+                        self.remove_socket(self.sockets.list.len() - 1, "server disconnect");
+                    }
                     return Flow::Close("disconnected through the server API");
                 }
                 if let Some(i) = self.sockets.index_of_id(&id) {

@@ -122,13 +122,16 @@ impl<'a> Reader<'a> {
         Ok(Node::Str(Cow::Borrowed(text)))
     }
 
-    /// An extension value. Only notepack's `undefined` (type 0, one zero byte), which
-    /// JavaScript writes as `null` in JSON, has a JSON form.
+    /// An extension value. notepack (socket.io-msgpack-parser's encoder) writes `undefined`
+    /// as type 0 with one zero byte (read as `null`, as JavaScript writes it in JSON), and
+    /// `ArrayBuffer`s and typed arrays (`Uint8Array`…) as type 0 with their bytes (read as
+    /// binary). Other extension types have no JSON form.
     fn ext(&mut self, len: usize) -> Result<Node<'a>, ReadError> {
         let kind = self.byte()?;
         let data = self.take(len)?;
         match (kind, data) {
             (0, [0]) => Ok(Node::Null),
+            (0, bytes) => Ok(Node::Bin(bytes)),
             _ => Err(ReadError::Unsupported),
         }
     }

@@ -195,3 +195,35 @@ fn the_deepest_accepted_packet_encodes_again() {
     assert!(depth >= 99, "{depth}");
     assert_eq!(decode_default(&bytes_of(&packet)), Ok(packet));
 }
+
+#[test]
+fn connect_with_undefined_data_is_a_connect_without_auth() {
+    // socket.io-msgpack-parser 3.0.2 encoding {type: 0, nsp: "/", data: undefined} (notepack
+    // writes undefined as the extension d4 00 00): what socket.io-client sends without `auth`.
+    let bytes = [
+        0x83, 0xa4, b't', b'y', b'p', b'e', 0x00, 0xa3, b'n', b's', b'p', 0xa1, b'/', 0xa4, b'd',
+        b'a', b't', b'a', 0xd4, 0x00, 0x00,
+    ];
+    let packet = crate::msgpack::decode(&bytes, &crate::Limits::default()).unwrap();
+    assert_eq!(packet.kind, crate::socketio::PacketKind::Connect);
+    assert_eq!(packet.data, None);
+}
+
+#[test]
+fn typed_arrays_are_binary() {
+    // socket.io-msgpack-parser 3.0.2 encoding {type: 2, nsp: "/", data: ["bin",
+    // new Uint8Array([1, 2, 3, 250])]}: notepack writes typed arrays as extension type 0.
+    let bytes = [
+        0x83, 0xa4, b't', b'y', b'p', b'e', 0x02, 0xa3, b'n', b's', b'p', 0xa1, b'/', 0xa4, b'd',
+        b'a', b't', b'a', 0x92, 0xa3, b'b', b'i', b'n', 0xc7, 0x04, 0x00, 0x01, 0x02, 0x03, 0xfa,
+    ];
+    let packet = crate::msgpack::decode(&bytes, &crate::Limits::default()).unwrap();
+    assert_eq!(
+        packet.data.as_ref().map(|d| d.as_str()),
+        Some(r#"["bin",{"_placeholder":true,"num":0}]"#)
+    );
+    assert_eq!(
+        packet.attachments,
+        [bytes::Bytes::from_static(&[1, 2, 3, 250])]
+    );
+}
