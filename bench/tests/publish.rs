@@ -7,95 +7,11 @@
 //! (`cargo test --workspace` builds it), else under the target directory's `debug/` or
 //! `release/` (`cargo build -p switchboard`, or `bench/run.sh`).
 
-use std::io::{BufRead as _, BufReader};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
-use std::time::Duration;
+use std::process::Command;
 
-/// Longest wait for the server's `listening on` line.
-const START_TIMEOUT: Duration = Duration::from_secs(20);
+mod support;
 
-/// Kills the server however the test ends.
-struct Server {
-    child: Child,
-    url: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn server_binary() -> PathBuf {
-    if let Some(path) = std::env::var_os("SWITCHBOARD_BIN") {
-        return PathBuf::from(path);
-    }
-    let name = format!("switchboard{}", std::env::consts::EXE_SUFFIX);
-    // Test executables live in <target>/<profile>/deps/, binaries in <target>/<profile>/.
-    let beside = std::env::current_exe()
-        .ok()
-        .and_then(|exe| Some(exe.parent()?.parent()?.join(&name)));
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"));
-    let candidates: Vec<PathBuf> = beside
-        .into_iter()
-        .chain([
-            target.join("debug").join(&name),
-            target.join("release").join(&name),
-        ])
-        .collect();
-    candidates
-        .iter()
-        .find(|p| p.exists())
-        .cloned()
-        .unwrap_or_else(|| {
-            panic!(
-                "no switchboard binary (looked at {candidates:?}): build it with \
-                 `cargo build -p switchboard`, or set SWITCHBOARD_BIN"
-            )
-        })
-}
-
-fn start_server() -> Server {
-    let mut child = Command::new(server_binary())
-        .args([
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--store",
-            "memory",
-            "--log-level",
-            "warn",
-        ])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the server starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let mut server = Server {
-        child,
-        url: String::new(),
-    };
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut line = String::new();
-        let _ = BufReader::new(stdout).read_line(&mut line);
-        let _ = tx.send(line);
-    });
-    let line = rx
-        .recv_timeout(START_TIMEOUT)
-        .expect("the server prints its address in time");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
-    server.url = format!("http://{addr}");
-    server
-}
+use support::{Server, start_server};
 
 /// Runs `loadgen ARGS`, checks it succeeded, returns its stdout.
 fn loadgen(args: &[&str]) -> String {
@@ -164,7 +80,7 @@ fn assert_clean(run: &serde_json::Value, publishers: u64, channels: u64) {
 
 #[test]
 fn publish_over_http_to_many_channels_is_acknowledged_without_errors() {
-    let server = start_server();
+    let server = start_server(&["--store", "memory"]);
     let stdout = publish(&server, "http", "16", "8");
     let run = last_json(&stdout);
     assert_eq!(run["via"], "http", "{run}");
@@ -184,7 +100,7 @@ fn publish_over_http_to_many_channels_is_acknowledged_without_errors() {
 
 #[test]
 fn publish_over_websocket_to_one_channel_is_acknowledged_without_errors() {
-    let server = start_server();
+    let server = start_server(&["--store", "memory"]);
     let run = last_json(&publish(&server, "ws", "16", "1"));
     assert_eq!(run["via"], "ws", "{run}");
     assert_clean(&run, 16, 1);

@@ -1,7 +1,10 @@
-//! End-to-end check of `loadgen sio-fanout` and `loadgen sio-idle` against the socketioxide
-//! peer (`bench/peers/socketioxide`): every socket joins, every `pub` event reaches every
-//! subscriber, and one JSON line is reported each. Latency is not asserted: the test
-//! machine may be busy.
+//! End-to-end check of `loadgen sio-fanout` and `loadgen sio-idle`: against the real
+//! `switchboard` (with `bench/socketio.toml`, in CI), every socket joins, every `pub` event
+//! reaches every subscriber once and in order, and one JSON line is reported each; against
+//! the socketioxide peer (`bench/peers/socketioxide`, ignored by default: building it needs
+//! a minute or two, run them with `cargo test -p switchboard-bench -- --ignored`), the same
+//! with the allowances its behaviour needs. Latency is not asserted: the test machine may
+//! be busy.
 //!
 //! The peer binary is `SOCKETIOXIDE_PEER_BIN`, else
 //! `<target>/peers/socketioxide/release/socketioxide-peer` (what `bench/run.sh socketio`
@@ -12,6 +15,8 @@
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+
+mod support;
 
 /// Kills the peer however the test ends.
 struct Peer(Child);
@@ -90,6 +95,73 @@ fn loadgen(args: &[&str]) -> serde_json::Value {
 }
 
 #[test]
+fn sio_fanout_against_switchboard_delivers_every_event_once_in_order() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/socketio.toml");
+    let server = support::start_server(&["--store", "memory", "--config", config]);
+    let addr = server.url.trim_start_matches("http://").to_owned();
+    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
+    let pid = server.child.id().to_string();
+    let step = loadgen(&[
+        "sio-fanout",
+        "--url",
+        &url,
+        "--label",
+        "switchboard",
+        "--server-pid",
+        &pid,
+        "--n",
+        "50",
+        "--rate",
+        "20",
+        "--warmup-s",
+        "0.5",
+        "--window-s",
+        "1",
+        "--drain-s",
+        "5",
+    ]);
+    assert_eq!(step["kind"], "fanout_step");
+    assert_eq!(step["protocol"], "socketio");
+    assert_eq!(step["subscribers"], 50, "{step}");
+    assert_eq!(step["lost_joins"], 0, "{step}");
+    assert!(step["published"].as_u64().expect("a count") >= 15, "{step}");
+    assert_eq!(step["missing"], 0, "{step}");
+    assert_eq!(step["gaps"], 0, "{step}");
+    assert_eq!(step["reordered"], 0, "{step}");
+    assert_eq!(step["disconnects"], 0, "{step}");
+    assert_eq!(step["publish_errors"], 0, "{step}");
+    assert_eq!(step["delivered"], step["expected"], "{step}");
+    assert_eq!(step["slow_path_frames"], 0, "{step}");
+}
+
+#[test]
+fn sio_idle_against_switchboard_reports_memory_per_joined_socket() {
+    let config = concat!(env!("CARGO_MANIFEST_DIR"), "/socketio.toml");
+    let server = support::start_server(&["--store", "memory", "--config", config]);
+    let url = server.url.replace("http://", "ws://");
+    let pid = server.child.id().to_string();
+    let idle = loadgen(&[
+        "sio-idle",
+        "--url",
+        &url,
+        "--label",
+        "switchboard",
+        "--server-pid",
+        &pid,
+        "--n",
+        "200",
+        "--settle-s",
+        "0.2",
+    ]);
+    assert_eq!(idle["kind"], "idle");
+    assert_eq!(idle["protocol"], "socketio");
+    assert_eq!(idle["failed"], 0, "{idle}");
+    assert_eq!(idle["lost_joins"], 0, "{idle}");
+    assert_eq!(idle["subscribed"], 200, "{idle}");
+}
+
+#[test]
+#[ignore = "builds the socketioxide peer (a minute or two); bench/run.sh socketio runs it"]
 fn sio_fanout_against_socketioxide_delivers_every_event_in_order() {
     let (peer, addr) = start_peer();
     let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
@@ -141,6 +213,7 @@ fn sio_fanout_against_socketioxide_delivers_every_event_in_order() {
 }
 
 #[test]
+#[ignore = "builds the socketioxide peer (a minute or two); bench/run.sh socketio runs it"]
 fn sio_idle_against_socketioxide_reports_memory_per_joined_socket() {
     let (peer, addr) = start_peer();
     // A URL without a path gets the default Engine.IO WebSocket path.
