@@ -575,3 +575,46 @@ describe('slow consumer', () => {
     );
   });
 });
+
+describe('floods', () => {
+  /** @type {import('./support/server.mjs').RunningServer} */
+  let server;
+  before(async () => {
+    server = await startServer({
+      args: ['--store', 'memory'],
+      env: {
+        SWITCHBOARD_LIMITS__COMMANDS_PER_SECOND: '20',
+        SWITCHBOARD_LIMITS__COMMANDS_BURST: '20',
+        SWITCHBOARD_LIMITS__MAX_RATE_LIMITED_IN_A_ROW: '50',
+      },
+      config: NAMESPACE,
+    });
+  });
+  after(() => server?.stop());
+
+  test('a socket flooding events is refused with rate_limited, then disconnected; its room neighbour is unaffected', async (t) => {
+    const room = uniqueRoom('flood');
+    const flooder = makeSocket(t, server.url, { transports: ['websocket'], reconnection: false });
+    const calm = makeSocket(t, server.url, { transports: ['websocket'] });
+    await Promise.all([connected(flooder), connected(calm)]);
+    await join(flooder, room);
+    await join(calm, room);
+    const acks = [];
+    const gone = nextEvent(flooder, 'disconnect', { what: 'the flooder disconnected' });
+    for (let i = 0; i < 200; i++) {
+      flooder.emit('flood', i, (/** @type {any} */ a) => acks.push(a));
+    }
+    assert.equal((await gone)[0], 'io server disconnect', 'the server disconnected the flooder');
+    assert.ok(acks.some((a) => a?.error?.code === 'rate_limited'), `some acks say rate_limited: ${JSON.stringify(acks.slice(-3))}`);
+    assert.ok(acks.filter((a) => a?.ok).length <= 25, `at most the burst was relayed: ${acks.filter((a) => a?.ok).length}`);
+    // The neighbour still relays and receives.
+    const other = makeSocket(t, server.url, { transports: ['websocket'] });
+    await connected(other);
+    await join(other, room);
+    const got = nextEvent(other, 'chat message', { what: 'a relay after the flood' });
+    assert.deepEqual(await ask(calm, 'chat message', ['still here']), { ok: true });
+    assert.deepEqual((await got).slice(1), ['still here']);
+    const metrics = await (await fetch(`${server.url}/metrics`)).text();
+    assert.match(metrics, /switchboard_security_refusals_total\{[^}]*reason="commands_rate"[^}]*\} [1-9]/, "rate refusals are counted");
+  });
+});

@@ -163,6 +163,16 @@ pub struct HubStats {
     pub store_failures: u64,
 }
 
+/// How a publication is delivered live, beyond the default of every subscriber in order
+/// (neither option is kept by stores, so recovery from history ignores them).
+#[derive(Debug, Clone, Default)]
+pub struct Live {
+    /// Connections it is not delivered to.
+    pub except: Option<Arc<HashSet<ClientId>>>,
+    /// Connections that cannot take it at once may skip it.
+    pub volatile: bool,
+}
+
 /// Options of [`Hub::connect_with`].
 #[derive(Debug, Clone, Default)]
 pub struct ConnectOptions {
@@ -380,7 +390,22 @@ impl Hub {
         info: Option<Arc<ClientInfo>>,
         except: Option<Arc<HashSet<ClientId>>>,
     ) -> Result<Committed, HubError> {
-        self.with_channel(channel, |ch, st| self.accept(ch, st, data, info, except))
+        let live = Live {
+            except,
+            volatile: false,
+        };
+        self.submit_live(channel, data, info, live).await
+    }
+
+    /// [`Hub::submit`] with [`Live`] delivery options.
+    pub async fn submit_live(
+        &self,
+        channel: &ChannelName,
+        data: Payload,
+        info: Option<Arc<ClientInfo>>,
+        live: Live,
+    ) -> Result<Committed, HubError> {
+        self.with_channel(channel, |ch, st| self.accept(ch, st, data, info, live))
             .await?
     }
 
@@ -390,7 +415,7 @@ impl Hub {
         st: &mut ChannelState,
         data: Payload,
         info: Option<Arc<ClientInfo>>,
-        except: Option<Arc<HashSet<ClientId>>>,
+        live: Live,
     ) -> Result<Committed, HubError> {
         let options = &ch.options;
         let queue = &self.inner.writes;
@@ -419,7 +444,8 @@ impl Hub {
             info,
             published_at: now,
             time_ms: unix_ms(),
-            except,
+            except: live.except,
+            volatile: live.volatile,
         }));
 
         if options.stored() && options.durability == Durability::Sync {
@@ -1219,6 +1245,7 @@ fn restore(channel: &ChannelName, epoch: &Epoch, row: StoredPublication) -> Shar
         published_at: now.checked_sub(age).unwrap_or(now),
         time_ms: row.time_ms,
         except: None,
+        volatile: false,
     }))
 }
 

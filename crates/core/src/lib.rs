@@ -52,7 +52,8 @@ pub use config::HubConfig;
 pub use error::HubError;
 pub use history::{PageFrom, SharedPublication};
 pub use hub::{
-    ChannelSummary, Committed, ConnectOptions, HistoryPage, Hub, HubStats, PresenceCount, Recovery,
+    ChannelSummary, Committed, ConnectOptions, HistoryPage, Hub, HubStats, Live, PresenceCount,
+    Recovery,
 };
 pub use names::{
     ChannelName, ClientId, MAX_CHANNEL_NAME_BYTES, MAX_USER_ID_BYTES, NameError, UserId,

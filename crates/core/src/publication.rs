@@ -254,6 +254,9 @@ pub struct Publication {
     /// Connections it is not delivered to live (a Socket.IO broadcast's sender and
     /// `except` rooms). Not kept by stores: recovery from history does not apply it.
     pub except: Option<Arc<HashSet<ClientId>>>,
+    /// A connection that cannot take it at once may skip it (Socket.IO's volatile emits:
+    /// a polling client between two requests). Not kept by stores.
+    pub volatile: bool,
 }
 
 /// A presence change pushed to subscribers that asked for join/leave events.

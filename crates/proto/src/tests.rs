@@ -133,6 +133,7 @@ fn published(data: Payload) -> switchboard_core::SharedPublication {
             published_at: std::time::Instant::now().into(),
             time_ms: 1,
             except: None,
+            volatile: false,
         },
     ))
 }

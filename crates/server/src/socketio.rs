@@ -3,12 +3,15 @@
 //! hub. The wire codecs are `switchboard_socketio`'s; this module owns sessions and their
 //! mapping onto hub clients and channels. See `docs/socketio.md`.
 //!
-//! - [`engine`]: the HTTP entry point: handshakes, polling requests, WebSocket upgrades, the
+//! - `engine`: the HTTP entry point: handshakes, polling requests, WebSocket upgrades, the
 //!   Engine.IO error replies.
 //! - `session`: one task per Engine.IO session owning its transport(s), heartbeat and every
 //!   Socket.IO socket of the connection; `socket` holds the Socket.IO half.
-//! - [`rooms`]: the room ↔ channel mapping and event ↔ publication conversion.
+//! - `rooms`: the room ↔ channel mapping and event ↔ publication conversion.
 //! - `namespace`: which namespaces exist and what they let clients do.
+//! - `recovery`: connection state recovery from the hub's history.
+//! - `handlers`: the embeddable Rust API ([`Io`], [`Socket`], [`Broadcast`]).
+//! - `api`: the server API under `/api/socketio/`.
 
 mod api;
 mod config;

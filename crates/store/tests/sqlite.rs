@@ -67,6 +67,7 @@ fn append(
                     published_at: tokio::time::Instant::now(),
                     time_ms: unix_ms(),
                     except: None,
+                    volatile: false,
                 }))
             })
             .collect(),

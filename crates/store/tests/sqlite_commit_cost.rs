@@ -55,6 +55,7 @@ fn batch(channels: &[(ChannelName, Epoch)], offset: u64, payload: usize) -> Vec<
                 published_at: tokio::time::Instant::now(),
                 time_ms: unix_ms(),
                 except: None,
+                volatile: false,
             }))],
         })
         .collect()

@@ -68,6 +68,7 @@ pub fn publication(
         published_at: Instant::now(),
         time_ms: unix_ms(),
         except: None,
+        volatile: false,
     }))
 }
 

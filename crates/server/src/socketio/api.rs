@@ -96,6 +96,9 @@ struct EmitBody {
     args: Vec<Box<RawValue>>,
     /// Wait for the one socket's ack, at most this long.
     ack_timeout_ms: Option<u64>,
+    /// Sockets that cannot take it at once (polling between requests) skip it.
+    #[serde(default)]
+    volatile: bool,
 }
 
 /// `POST /api/socketio/emit`.
@@ -157,9 +160,12 @@ async fn emit(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiE
         {
             except.extend(members.iter().map(|m| m.client.clone()));
         }
-        let set = (!except.is_empty()).then(|| Arc::new(except.clone()));
+        let live = switchboard_core::Live {
+            except: (!except.is_empty()).then(|| Arc::new(except.clone())),
+            volatile: body.volatile,
+        };
         app.hub
-            .submit_except(channel, payload.clone(), None, set)
+            .submit_live(channel, payload.clone(), None, live)
             .await?
             .await?;
     }
@@ -167,7 +173,7 @@ async fn emit(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiE
         if except.contains(&ClientId::restore(s)) {
             continue;
         }
-        if let Some(d) = direct_delivery(ns, payload.clone(), None)
+        if let Some(d) = direct_delivery(ns, payload.clone(), None, body.volatile)
             && sio.deliver_to_socket(s, ns, d)
         {
             delivered += 1;

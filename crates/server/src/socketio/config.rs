@@ -84,6 +84,9 @@ pub struct NamespaceConfig {
     pub relay: Vec<String>,
     /// Where relayed events go.
     pub relay_to: RelayTo,
+    /// Relayed events that are volatile: a client that cannot take one at once (a polling
+    /// client between two requests) skips it (typing indicators, cursor positions).
+    pub volatile: Vec<String>,
     /// The sender gets its own relayed events too.
     pub echo: bool,
     /// Relayed and `to` events get `{id, user}` of the sender as first argument.
@@ -133,6 +136,7 @@ impl Default for NamespaceConfig {
             rooms: false,
             relay: Vec::new(),
             relay_to: RelayTo::Rooms,
+            volatile: Vec::new(),
             echo: false,
             sender: true,
             direct: false,

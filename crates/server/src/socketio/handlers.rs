@@ -180,6 +180,7 @@ impl Namespace {
             rooms: vec![room.to_owned()],
             except: Vec::new(),
             sender: None,
+            volatile: false,
         }
     }
 
@@ -202,12 +203,20 @@ pub struct Broadcast {
     except: Vec<String>,
     /// The socket broadcasting, left out.
     sender: Option<(ClientId, Arc<ClientInfo>)>,
+    volatile: bool,
 }
 
 impl Broadcast {
     /// Also to `room`.
     pub fn to(mut self, room: &str) -> Self {
         self.rooms.push(room.to_owned());
+        self
+    }
+
+    /// Volatile: a socket that cannot take it at once (a polling client between two
+    /// requests) skips it.
+    pub fn volatile(mut self) -> Self {
+        self.volatile = true;
         self
     }
 
@@ -249,10 +258,13 @@ impl Broadcast {
             {
                 except.extend(members.iter().map(|m| m.client.clone()));
             }
-            let set = (!except.is_empty()).then(|| Arc::new(except.clone()));
+            let live = switchboard_core::Live {
+                except: (!except.is_empty()).then(|| Arc::new(except.clone())),
+                volatile: self.volatile,
+            };
             self.io
                 .hub
-                .submit_except(channel, payload.clone(), info.clone(), set)
+                .submit_live(channel, payload.clone(), info.clone(), live)
                 .await?
                 .await?;
         }
@@ -338,8 +350,28 @@ impl Socket {
 
     /// Sends `event(data)` to this socket.
     pub fn emit<T: Serialize + ?Sized>(&self, event: &str, data: &T) -> Result<(), SocketError> {
+        self.emit_to_self(event, data, false)
+    }
+
+    /// Sends `event(data)` to this socket unless it cannot take it at once (a polling client
+    /// between two requests): Socket.IO's `socket.volatile.emit`.
+    pub fn emit_volatile<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+    ) -> Result<(), SocketError> {
+        self.emit_to_self(event, data, true)
+    }
+
+    fn emit_to_self<T: Serialize + ?Sized>(
+        &self,
+        event: &str,
+        data: &T,
+        volatile: bool,
+    ) -> Result<(), SocketError> {
         let payload = event_payload(event, data)?;
-        let d = direct_delivery(&self.namespace, payload, None).ok_or(SocketError::Disconnected)?;
+        let d = direct_delivery(&self.namespace, payload, None, volatile)
+            .ok_or(SocketError::Disconnected)?;
         match self.outbox.push(d) {
             switchboard_core::Pushed::Queued => Ok(()),
             _ => Err(SocketError::Disconnected),
@@ -429,6 +461,7 @@ impl Socket {
             rooms: vec![room.to_owned()],
             except: Vec::new(),
             sender: Some((self.info.client.clone(), self.info.clone())),
+            volatile: false,
         }
     }
 

@@ -556,6 +556,16 @@ impl Session {
         }
     }
 
+    pub(super) fn get_waiting(&self) -> bool {
+        matches!(
+            &self.transport,
+            Transport::Polling {
+                waiting: Some(_),
+                ..
+            }
+        )
+    }
+
     pub(super) fn is_websocket(&self) -> bool {
         matches!(self.transport, Transport::WebSocket(_))
     }

@@ -6,8 +6,8 @@ use std::{collections::HashSet, sync::Arc};
 
 use bytes::Bytes;
 use switchboard_core::{
-    Action, ChannelName, Client, ClientId, ConnectOptions, Delivery, Epoch, HubError, Payload,
-    Prepared, Publication, SubscribeOptions,
+    Action, ChannelName, Client, ClientId, ConnectOptions, Delivery, Epoch, HubError, Live,
+    Payload, Prepared, Publication, SubscribeOptions,
 };
 use switchboard_proto::ErrorCode;
 use switchboard_socketio::{
@@ -486,6 +486,12 @@ impl Session {
         Some(Instant::now() + std::time::Duration::from_secs(soonest.saturating_sub(now)))
     }
 
+    /// Whether an event queued now goes out now: always over WebSocket, over polling only
+    /// while a GET waits.
+    fn writable_now(&self) -> bool {
+        self.is_websocket() || self.get_waiting()
+    }
+
     /// The session moved to WebSocket: the registry says so.
     pub(super) fn upgraded(&mut self) {
         for socket in &self.sockets.list {
@@ -730,6 +736,7 @@ impl Session {
     fn remove_socket_parking(&mut self, i: usize, reason: &'static str, park: bool) {
         let socket = self.sockets.list.swap_remove(i);
         self.sio.remove_socket(socket.client.id());
+        tracing::debug!(sid = %self.sid, socket = %socket.client.id(), reason, "socket.io socket left");
         if let Some(handler) = socket.handlers.disconnect() {
             let handle = Socket::new(
                 Io {
@@ -744,19 +751,30 @@ impl Session {
             );
             tokio::spawn(handler(handle, reason.to_owned()));
         }
-        if park && let (Some(pid), Some(track)) = (socket.pid.clone(), socket.track.clone()) {
+        let NsSocket {
+            namespace,
+            client,
+            auth,
+            rooms,
+            pid,
+            track,
+            ..
+        } = socket;
+        let id = client.id().clone();
+        // Leave the hub (every channel, presence, the id) before the socket can be
+        // recovered, so a quick reconnection finds its id free.
+        drop(client);
+        if park && let (Some(pid), Some(track)) = (pid, track) {
             self.sio.park(Parked::new(
                 pid,
-                socket.namespace.clone(),
-                socket.client.id().clone(),
-                socket.auth.clone(),
-                socket.rooms.clone(),
+                namespace,
+                id,
+                auth,
+                rooms,
                 track,
                 self.sio.config.recovery.max_disconnection_ms,
             ));
         }
-        tracing::debug!(sid = %self.sid, socket = %socket.client.id(), reason, "socket.io socket left");
-        // Dropping the hub client unsubscribes it everywhere.
     }
 
     /// Ends every socket when the connection ends; `park` when the cut was not asked for.
@@ -849,7 +867,7 @@ impl Session {
             }
             event if behaviour.relays(event) => {
                 let answer = self
-                    .relay(i, &data, &packet.attachments, id.is_some())
+                    .relay(i, &name, &data, &packet.attachments, id.is_some())
                     .await;
                 self.ack(&ns, id, &answer);
             }
@@ -982,11 +1000,13 @@ impl Session {
     async fn relay(
         &mut self,
         i: usize,
+        name: &str,
         data: &JsonText,
         attachments: &[Bytes],
         wait: bool,
     ) -> String {
         let socket = &self.sockets.list[i];
+        let volatile = socket.behaviour.config.volatile.iter().any(|v| v == name);
         let targets: Vec<ChannelName> = match socket.behaviour.config.relay_to {
             RelayTo::Rooms => socket.rooms.iter().map(|(_, c)| c.clone()).collect(),
             RelayTo::Namespace => namespace_channel(&socket.namespace).into_iter().collect(),
@@ -997,7 +1017,8 @@ impl Session {
                 "join a room first: events are relayed to your rooms",
             );
         }
-        self.publish(i, data, attachments, &targets, wait).await
+        self.publish(i, data, attachments, &targets, wait, volatile)
+            .await
     }
 
     /// Publishes an event to `targets` as this socket: each recipient once, the sender only
@@ -1009,6 +1030,7 @@ impl Session {
         attachments: &[Bytes],
         targets: &[ChannelName],
         wait: bool,
+        volatile: bool,
     ) -> String {
         let Some(data) = self.with_sender(i, data) else {
             return error_json("bad_request", "event data is not an array");
@@ -1044,15 +1066,18 @@ impl Session {
                     except.extend(members.iter().map(|m| m.client.clone()));
                 }
             }
-            let except_set = (!except.is_empty()).then(|| Arc::new(except.clone()));
+            let live = Live {
+                except: (!except.is_empty()).then(|| Arc::new(except.clone())),
+                volatile,
+            };
             match self
                 .app
                 .hub
-                .submit_except(
+                .submit_live(
                     channel,
                     payload.clone(),
                     Some(socket.client.info().clone()),
-                    except_set,
+                    live,
                 )
                 .await
             {
@@ -1102,7 +1127,9 @@ impl Session {
             .find(|(r, _)| *r == target)
             .map(|(_, c)| c.clone())
         {
-            return self.publish(i, &event, attachments, &[room], false).await;
+            return self
+                .publish(i, &event, attachments, &[room], false, false)
+                .await;
         }
         if self.sio.socket(&target).is_some_and(|e| e.namespace == ns) {
             let Some(event) = self.with_sender(i, &event) else {
@@ -1116,7 +1143,8 @@ impl Session {
             if let Err(limit) = self.app.limits.publication(socket.client.user()) {
                 return error_json("rate_limited", limit.message());
             }
-            if let Some(d) = direct_delivery(&ns, payload, Some(socket.client.info().clone()))
+            if let Some(d) =
+                direct_delivery(&ns, payload, Some(socket.client.info().clone()), false)
                 && self.sio.deliver_to_socket(&target, &ns, d)
             {
                 return OK.to_owned();
@@ -1136,6 +1164,10 @@ impl Session {
                 let Some(i) = self.sockets.index(ns) else {
                     return;
                 };
+                if p.volatile && !self.writable_now() {
+                    // A volatile event a polling client cannot take now (no GET waiting).
+                    return;
+                }
                 // With recovery on, events end with an offset: the publication's own (the
                 // same for every recipient), or for one sent to this socket alone, that of
                 // the last publication it was sent.
@@ -1356,6 +1388,8 @@ struct HookAction {
 struct EmitAction {
     event: String,
     #[serde(default)]
+    volatile: bool,
+    #[serde(default)]
     args: Vec<Box<RawValue>>,
     #[serde(default)]
     rooms: Vec<String>,
@@ -1512,18 +1546,22 @@ impl Session {
             return;
         };
         for r in emit.rooms.iter().take(MAX_ACTIONS) {
+            let live = Live {
+                except: None,
+                volatile: emit.volatile,
+            };
             if let Ok(channel) = room_channel(&ns, r)
                 && let Err(e) = self
                     .app
                     .hub
-                    .submit_except(&channel, payload.clone(), None, None)
+                    .submit_live(&channel, payload.clone(), None, live)
                     .await
             {
                 tracing::debug!(room = %r, error = %e, "event hook's emit failed");
             }
         }
         for s in emit.sockets.iter().take(MAX_ACTIONS) {
-            if let Some(d) = direct_delivery(&ns, payload.clone(), None) {
+            if let Some(d) = direct_delivery(&ns, payload.clone(), None, emit.volatile) {
                 self.sio.deliver_to_socket(s, &ns, d);
             }
         }
@@ -1536,6 +1574,7 @@ pub(crate) fn direct_delivery(
     namespace: &str,
     data: Payload,
     info: Option<Arc<switchboard_core::ClientInfo>>,
+    volatile: bool,
 ) -> Option<Delivery> {
     let channel = namespace_channel(namespace)?;
     Some(Delivery::Publication(Arc::new(Prepared::new(
@@ -1548,6 +1587,7 @@ pub(crate) fn direct_delivery(
             published_at: Instant::now(),
             time_ms: switchboard_core::store::unix_ms(),
             except: None,
+            volatile,
         },
     ))))
 }
