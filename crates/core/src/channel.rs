@@ -136,6 +136,17 @@ impl ChannelState {
                     s.outbox.push(Delivery::Publication(publication.clone()));
                 }
             }
+            // Usually just the sender: compared without hashing.
+            Some(except) if except.len() == 1 => {
+                let skip = except.iter().next();
+                for s in self
+                    .subscribers
+                    .iter()
+                    .filter(|s| Some(&s.info.client) != skip)
+                {
+                    s.outbox.push(Delivery::Publication(publication.clone()));
+                }
+            }
             Some(except) => {
                 for s in self
                     .subscribers

@@ -217,3 +217,29 @@ pub fn parse_publish_body(
     let data = api::payload(body.data, body.b64).map_err(refusal)?;
     Ok((channel, data))
 }
+
+// === Socket.IO ===
+
+/// The hub channel of Socket.IO room `room` in `namespace`, or `None` when the namespace is
+/// not one the server accepts or the room cannot be a channel (`socketio::rooms`).
+pub fn socketio_room_channel(namespace: &str, room: &str) -> Option<String> {
+    if !crate::socketio::rooms::valid_namespace(namespace) {
+        return None;
+    }
+    crate::socketio::rooms::room_channel(namespace, room)
+        .ok()
+        .map(|c| c.as_str().to_owned())
+}
+
+/// The namespace and room a channel stands for (`None`: the namespace's own channel).
+pub fn socketio_channel_room(channel: &str) -> (String, Option<String>) {
+    let (ns, room) = crate::socketio::rooms::channel_room(channel);
+    (ns.to_owned(), room)
+}
+
+/// Where a client that reports `offset` (the string it sends when it reconnects) is in
+/// channel `a` and channel `b`, after it was sent `a`:1..=3 and `b`:1..=2 interleaved; `None`
+/// when the offset cannot be placed.
+pub fn socketio_recovery_positions(offset: &str) -> Option<(u64, u64)> {
+    crate::socketio::recovery_positions_for_fuzzing(offset)
+}

@@ -40,20 +40,30 @@ pub use handlers::{Ack, Broadcast, Io, MAX_EARLY_EVENTS, Namespace, Socket, Sock
 
 use crate::{socketio::namespace::Namespaces, transport::websocket::conn::Conn};
 
-/// What HTTP handlers and the server API ask of a session's task.
+/// What HTTP handlers and the server API ask of a session's task. Every variant is one word,
+/// so each session's inbox stays small (its queue allocates slots of this size up front).
 pub(crate) enum Input {
     /// A polling POST's packets (already decoded as Engine.IO packets); the reply says
     /// whether the session takes polling requests.
-    Post(
-        Vec<switchboard_socketio::engineio::Packet>,
-        Option<oneshot::Sender<Result<(), engine::EngineError>>>,
-    ),
+    Post(Box<PostInput>),
     /// A polling GET waiting for the next payload.
     Get(oneshot::Sender<Result<bytes::Bytes, engine::EngineError>>),
-    /// The WebSocket of an upgrade, to probe.
-    Upgrade(Conn, bytes::Bytes),
-    /// A request from the server API.
-    Control(Control),
+    /// The WebSocket of an upgrade, to probe, with the bytes that came with it.
+    Upgrade(Box<(Conn, bytes::Bytes)>),
+    /// A request from the server API or the Rust handler API.
+    Control(Box<Control>),
+}
+
+/// A polling POST: its packets and where to say whether they were taken.
+pub(crate) type PostInput = (
+    Vec<switchboard_socketio::engineio::Packet>,
+    Option<oneshot::Sender<Result<(), engine::EngineError>>>,
+);
+
+impl Input {
+    pub(crate) fn control(c: Control) -> Self {
+        Self::Control(Box::new(c))
+    }
 }
 
 /// Server API requests for one socket.
@@ -99,6 +109,36 @@ pub(crate) struct SocketIo {
     sockets: Mutex<HashMap<ClientId, SocketEntry>>,
     parked: Mutex<recovery::ParkedSockets>,
     pub(crate) handlers: handlers::Registry,
+}
+
+/// [`crate::fuzzing::socketio_recovery_positions`].
+#[doc(hidden)]
+pub(crate) fn recovery_positions_for_fuzzing(offset: &str) -> Option<(u64, u64)> {
+    let (Ok(a), Ok(b)) = (
+        switchboard_core::ChannelName::parse("a"),
+        switchboard_core::ChannelName::parse("b"),
+    ) else {
+        return None;
+    };
+    let epoch = switchboard_core::Epoch::from_client("e");
+    let at = |offset| switchboard_core::StreamPosition {
+        offset,
+        epoch: epoch.clone(),
+    };
+    let mut track = recovery::Track::default();
+    track.joined(&a, at(0));
+    track.joined(&b, at(0));
+    for (c, o) in [(&a, 1), (&a, 2), (&b, 1), (&a, 3), (&b, 2)] {
+        track.sent(c, o);
+    }
+    let positions = track.positions(Some(offset))?;
+    let of = |c: &switchboard_core::ChannelName| {
+        positions
+            .iter()
+            .find(|(x, _)| x == c)
+            .map_or(0, |(_, p)| p.offset)
+    };
+    Some((of(&a), of(&b)))
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {

@@ -77,7 +77,10 @@ impl Bench {
         let fleet = Fleet::open(&self.fleet, &self.shared).await;
         let lost = match self.fleet.protocol {
             Protocol::Native => String::new(),
-            Protocol::SocketIo => format!(", {} joins lost", fleet.lost_joins),
+            Protocol::SocketIo => format!(
+                ", {} joins lost, {} joined only after emitting join again",
+                fleet.lost_joins, fleet.join_retries
+            ),
         };
         println!(
             "[{}] {} subscribers connected in {:.1} s ({} failed{lost})",

@@ -46,6 +46,8 @@ pub(crate) enum Protocol {
 
 /// Command id of the subscribe request; its reply is recognised by it.
 const SUBSCRIBE_ID: u64 = 1;
+/// How long a Socket.IO `join` may go without an ack before it is emitted again.
+const JOIN_RETRY: Duration = Duration::from_secs(1);
 
 /// The generator's masking key. Masking exists against cache poisoning by browsers; any key
 /// is valid for a server to accept.
@@ -82,6 +84,8 @@ pub(crate) struct Fleet {
     /// Socket.IO connections whose `join` got no ack within the setup timeout; they are
     /// closed, not counted in `subscribed`.
     pub(crate) lost_joins: usize,
+    /// Socket.IO connections that joined only after emitting `join` again.
+    pub(crate) join_retries: usize,
     /// The first setup failure.
     pub(crate) first_error: Option<String>,
     /// Time to open them all.
@@ -114,6 +118,7 @@ impl Fleet {
                         subscribed: 0,
                         failed: config.n,
                         lost_joins: 0,
+                        join_retries: 0,
                         first_error: Some(format!("encoding the join: {err:#}")),
                         setup: started.elapsed(),
                     };
@@ -142,12 +147,16 @@ impl Fleet {
             subscribed: 0,
             failed: 0,
             lost_joins: 0,
+            join_retries: 0,
             first_error: None,
             setup: Duration::ZERO,
         };
         while let Some(result) = results.recv().await {
             match result {
-                Ok(()) => fleet.subscribed += 1,
+                Ok(retries) => {
+                    fleet.subscribed += 1;
+                    fleet.join_retries += usize::from(retries > 0);
+                }
                 Err(SetupError::LostJoin) => fleet.lost_joins += 1,
                 Err(SetupError::Failed(err)) => {
                     fleet.failed += 1;
@@ -207,7 +216,7 @@ impl Drop for Alive {
 
 async fn subscriber(
     setup: Arc<Setup>,
-    result: mpsc::Sender<Result<(), SetupError>>,
+    result: mpsc::Sender<Result<usize, SetupError>>,
     shared: Arc<Shared>,
 ) {
     let Ok(permit) = setup.permits.acquire().await else {
@@ -239,7 +248,7 @@ async fn subscriber(
         }
     };
     let _alive = Alive::new(shared.clone());
-    let _ = result.send(Ok(())).await;
+    let _ = result.send(Ok(conn.join_retries)).await;
     drop(result);
     let end = loop {
         if let Err(end) = conn.read_once(&stream, &shared).await {
@@ -309,6 +318,8 @@ struct Connection {
     disconnect_push: Option<String>,
     /// Socket.IO's state, for a Socket.IO connection.
     sio: Option<Box<SioState>>,
+    /// Times the `join` was emitted again for want of an ack.
+    join_retries: usize,
 }
 
 /// A Socket.IO connection's protocol state and the frames it sends.
@@ -362,7 +373,27 @@ impl Connection {
                     Err(err) => Err(format!("subscribe refused: {err}")),
                 };
             }
-            if let Err(end) = self.read_once(&stream, shared).await {
+            // A Socket.IO `join` with no ack after JOIN_RETRY is emitted again (same ack id),
+            // as a client with `retries` would: a server that drops early events (socketioxide
+            // registers its handlers after answering CONNECT) still gets a joined fleet, and
+            // the retries are reported.
+            let read = if self.join_sent() {
+                match tokio::time::timeout(JOIN_RETRY, self.read_once(&stream, shared)).await {
+                    Ok(r) => r,
+                    Err(_) => {
+                        if let Some(frames) = self.sio.as_ref().map(|s| s.frames.join_frame()) {
+                            write_all(&stream, &frames)
+                                .await
+                                .map_err(|e| format!("resending join: {e}"))?;
+                            self.join_retries += 1;
+                        }
+                        Ok(())
+                    }
+                }
+            } else {
+                self.read_once(&stream, shared).await
+            };
+            if let Err(end) = read {
                 return Err(end.describe(self.disconnect_push.as_deref()));
             }
         }

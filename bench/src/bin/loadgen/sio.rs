@@ -52,6 +52,11 @@ pub(crate) struct Frames {
 }
 
 impl Frames {
+    /// The `join` frame (sent again when its ack is late).
+    pub(crate) fn join_frame(&self) -> Vec<u8> {
+        self.join.clone()
+    }
+
     /// The frames for joining `room`.
     pub(crate) fn new(room: &str) -> anyhow::Result<Self> {
         let text = |packet: Packet| -> anyhow::Result<Vec<u8>> {

@@ -199,7 +199,7 @@ async fn emit_with_ack(
     let (tx, rx) = oneshot::channel();
     entry
         .session
-        .try_send(Input::Control(Control::EmitWithAck(
+        .try_send(Input::control(Control::EmitWithAck(
             ClientId::restore(socket),
             data,
             timeout,
@@ -250,7 +250,7 @@ async fn sockets(
         let (tx, rx) = oneshot::channel();
         let rooms = if entry
             .session
-            .try_send(Input::Control(Control::Rooms(id.clone(), tx)))
+            .try_send(Input::control(Control::Rooms(id.clone(), tx)))
             .is_ok()
         {
             tokio::time::timeout(CONTROL_TIMEOUT, rx)
@@ -352,7 +352,7 @@ async fn join(State(app): State<AppState>, body: Bytes) -> Result<Response, ApiE
             continue;
         };
         let (tx, rx) = oneshot::channel();
-        let sent = entry.session.try_send(Input::Control(Control::Join(
+        let sent = entry.session.try_send(Input::control(Control::Join(
             id.clone(),
             body.rooms.clone(),
             tx,
@@ -384,7 +384,7 @@ async fn leave(State(app): State<AppState>, body: Bytes) -> Result<Response, Api
         if let Some(entry) = sio.socket(id.as_str())
             && entry
                 .session
-                .try_send(Input::Control(Control::Leave(id, body.rooms.clone())))
+                .try_send(Input::control(Control::Leave(id, body.rooms.clone())))
                 .is_ok()
         {
             done += 1;
@@ -403,7 +403,7 @@ async fn disconnect(State(app): State<AppState>, body: Bytes) -> Result<Response
             // A full inbox means a stuck session: closing its outbox ends it as well.
             if entry
                 .session
-                .try_send(Input::Control(Control::Disconnect(id, body.close)))
+                .try_send(Input::control(Control::Disconnect(id, body.close)))
                 .is_err()
             {
                 entry.outbox.close(switchboard_core::Disconnect::ByServer {

@@ -275,7 +275,7 @@ async fn route(app: &AppState, sio: &Arc<SocketIo>, req: Request, raw: bool) -> 
                 Ok((resp, upgrade)) => {
                     app.tasks.spawn(async move {
                         if let Some((conn, leftover, _)) = upgrade.await {
-                            let _ = tx.send(Input::Upgrade(conn, leftover)).await;
+                            let _ = tx.send(Input::Upgrade(Box::new((conn, leftover)))).await;
                         }
                     });
                     resp
@@ -449,7 +449,7 @@ async fn poll_post(
         Ok(b) => b.to_bytes(),
         Err(_) => {
             // Over maxPayload: the reference server closes the session too.
-            let _ = tx.try_send(Input::Post(vec![Packet::Close], None));
+            let _ = tx.try_send(Input::Post(Box::new((vec![Packet::Close], None))));
             return error(app, EngineError::TooLarge);
         }
     };
@@ -457,12 +457,16 @@ async fn poll_post(
         Ok(p) => p,
         Err(e) => {
             tracing::debug!(error = %e, "malformed engine.io polling payload");
-            let _ = tx.try_send(Input::Post(vec![Packet::Close], None));
+            let _ = tx.try_send(Input::Post(Box::new((vec![Packet::Close], None))));
             return error(app, EngineError::BadRequest);
         }
     };
     let (reply, answer) = tokio::sync::oneshot::channel();
-    if tx.send(Input::Post(packets, Some(reply))).await.is_err() {
+    if tx
+        .send(Input::Post(Box::new((packets, Some(reply)))))
+        .await
+        .is_err()
+    {
         return error(app, EngineError::UnknownSid);
     }
     match tokio::time::timeout(get_deadline(sio), answer).await {

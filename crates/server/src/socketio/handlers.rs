@@ -393,7 +393,7 @@ impl Socket {
         let data = event_data(event, data)?;
         let (tx, rx) = oneshot::channel();
         self.session
-            .send(Input::Control(Control::EmitWithAck(
+            .send(Input::control(Control::EmitWithAck(
                 self.info.client.clone(),
                 data,
                 timeout,
@@ -416,7 +416,7 @@ impl Socket {
     pub async fn join(&self, room: &str) -> Result<(), SocketError> {
         let (tx, rx) = oneshot::channel();
         self.session
-            .send(Input::Control(Control::Join(
+            .send(Input::control(Control::Join(
                 self.info.client.clone(),
                 vec![room.to_owned()],
                 tx,
@@ -431,7 +431,7 @@ impl Socket {
     /// Leaves `room`.
     pub async fn leave(&self, room: &str) -> Result<(), SocketError> {
         self.session
-            .send(Input::Control(Control::Leave(
+            .send(Input::control(Control::Leave(
                 self.info.client.clone(),
                 vec![room.to_owned()],
             )))
@@ -444,7 +444,7 @@ impl Socket {
         let (tx, rx) = oneshot::channel();
         if self
             .session
-            .send(Input::Control(Control::Rooms(self.info.client.clone(), tx)))
+            .send(Input::control(Control::Rooms(self.info.client.clone(), tx)))
             .await
             .is_err()
         {
@@ -469,7 +469,7 @@ impl Socket {
     pub async fn disconnect(&self) {
         let _ = self
             .session
-            .send(Input::Control(Control::Disconnect(
+            .send(Input::control(Control::Disconnect(
                 self.info.client.clone(),
                 false,
             )))
@@ -493,7 +493,7 @@ impl Ack {
             return;
         };
         if let Ok(json) = JsonText::parse(bytes::Bytes::from(format!("[{text}]"))) {
-            let _ = session.try_send(Input::Control(Control::Ack(socket, id, json)));
+            let _ = session.try_send(Input::control(Control::Ack(socket, id, json)));
         }
     }
 

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use switchboard_core::{ChannelName, StreamPosition};
 
 /// Most runs kept per socket.
-pub(super) const MAX_RUNS: usize = 4096;
+pub(super) const MAX_RUNS: usize = 1024;
 
 /// A stretch of consecutive deliveries from one channel.
 #[derive(Debug, Clone)]

@@ -211,6 +211,9 @@ impl Session {
 
     async fn main_loop(&mut self) -> Flow {
         let shutdown = self.app.shutdown.clone();
+        // One timer for the session, moved only when its deadline changes (not per wake-up).
+        let timer = tokio::time::sleep_until(self.next_deadline());
+        tokio::pin!(timer);
         loop {
             if let Transport::WebSocket(link) = &mut self.transport
                 && let Err(e) = link.flush(WRITE_TIMEOUT).await
@@ -227,6 +230,9 @@ impl Session {
             }
             self.answer_get();
             let deadline = self.next_deadline();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             let link = match &self.transport {
                 Transport::WebSocket(l) => Some(l),
                 Transport::Polling { .. } => None,
@@ -250,8 +256,11 @@ impl Session {
                 Some(f) = futures_util::StreamExt::next(&mut self.forwards), if !self.forwards.is_empty() => {
                     self.on_forwarded(f).await
                 },
-                () = tokio::time::sleep_until(deadline) => self.on_timer().await,
-                () = shutdown.cancelled() => Flow::Close("server shutting down"),
+                () = &mut timer => self.on_timer().await,
+                // Sockets hear of a shutdown through the outbox (the hub closes it).
+                () = shutdown.cancelled(), if self.sockets.is_empty() => {
+                    Flow::Close("server shutting down")
+                },
             };
             if flow != Flow::Continue {
                 return flow;
@@ -328,7 +337,8 @@ impl Session {
                 // Take what the hub queued while nobody asked.
                 self.on_outbox()
             }
-            Input::Post(packets, reply) => {
+            Input::Post(post) => {
+                let (packets, reply) = *post;
                 let polling = matches!(self.transport, Transport::Polling { .. });
                 if let Some(reply) = reply {
                     // After the upgrade the polling transport is gone (the reference server
@@ -358,7 +368,8 @@ impl Session {
                 }
                 Flow::Continue
             }
-            Input::Upgrade(conn, leftover) => {
+            Input::Upgrade(upgrade) => {
+                let (conn, leftover) = *upgrade;
                 let link = Link::new(conn, leftover, self.sio.config.max_payload_bytes);
                 if !matches!(self.transport, Transport::Polling { .. }) || self.probe.is_some() {
                     self.app.metrics.error(TRANSPORT, "bad_upgrade");
@@ -373,7 +384,7 @@ impl Session {
                 }
                 Flow::Continue
             }
-            Input::Control(c) => self.on_control(c).await,
+            Input::Control(c) => self.on_control(*c).await,
         }
     }
 

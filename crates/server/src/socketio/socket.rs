@@ -74,6 +74,9 @@ pub(super) struct NsSocket {
     expires: Option<u64>,
 }
 
+/// Most namespaces one connection may be connected to at once.
+const MAX_SOCKETS_PER_CONNECTION: usize = 32;
+
 /// Most server→client acks one connection may have outstanding.
 const MAX_PENDING_ACKS: usize = 256;
 
@@ -113,6 +116,11 @@ impl Sockets {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         }
+    }
+
+    /// Whether no socket is connected.
+    pub(super) fn is_empty(&self) -> bool {
+        self.list.is_empty()
     }
 
     /// Whether the client missed the connect deadline.
@@ -311,6 +319,15 @@ impl Session {
     async fn on_connect(&mut self, packet: Packet) -> Flow {
         let ns = packet.namespace.as_str().to_owned();
         if self.sockets.index(&ns).is_some() {
+            return Flow::Continue;
+        }
+        if self.sockets.list.len() >= MAX_SOCKETS_PER_CONNECTION {
+            self.app.metrics.error(TRANSPORT, "too_many_namespaces");
+            self.connect_error(
+                &ns,
+                &format!("at most {MAX_SOCKETS_PER_CONNECTION} namespaces per connection"),
+                Some("limit_exceeded"),
+            );
             return Flow::Continue;
         }
         let Some(behaviour) = self.sio.namespaces.resolve(&ns).or_else(|| {
@@ -584,7 +601,7 @@ impl Session {
             let inbox = self.inbox();
             tokio::spawn(async move {
                 connect(socket_handle).await;
-                let _ = inbox.send(Input::Control(Control::Ready(id))).await;
+                let _ = inbox.send(Input::control(Control::Ready(id))).await;
             });
         }
     }
