@@ -355,6 +355,27 @@ describe('authentication', () => {
   /** @param {string} sub */
   const token = (sub) => signHs256({ sub, exp: nowSeconds() + 600 }, SECRET);
 
+  test('a socket whose token expires is disconnected; an auth callback reconnects it with a fresh token', async (t) => {
+    let issued = 0;
+    const socket = makeSocket(t, server.url, {
+      transports: ['websocket'],
+      // socket.io-client calls this on every (re)connection: a fresh short-lived token.
+      auth: (/** @type {(a: object) => void} */ cb) => {
+        issued += 1;
+        cb({ token: signHs256({ sub: 'shortlived', exp: nowSeconds() + 2 }, SECRET) });
+      },
+    });
+    await connected(socket, { what: 'the short-lived token to connect' });
+    const started = Date.now();
+    const [reason] = await nextEvent(socket, 'disconnect', { what: 'the disconnect at expiry', timeoutMs: 6_000 });
+    assert.equal(reason, 'io server disconnect');
+    assert.ok(Date.now() - started < 4_000, `disconnected within the token's life, after ${Date.now() - started} ms`);
+    // The application reconnects (a server disconnect is not retried by the client itself).
+    socket.connect();
+    await connected(socket, { what: 'the reconnection with a fresh token' });
+    assert.equal(issued, 2, 'a fresh token was fetched for the reconnection');
+  });
+
   test('a valid token in auth connects as its user; relays and members name the user', async (t) => {
     const room = uniqueRoom('auth');
     const alice = makeSocket(t, server.url, { auth: { token: token('alice') } });

@@ -223,7 +223,7 @@ async fn route(app: &AppState, sio: &Arc<SocketIo>, req: Request, raw: bool) -> 
             if req.method() != Method::GET {
                 return error(app, EngineError::BadHandshakeMethod);
             }
-            open(app, sio, req, q.token, raw, None).await
+            open(app, sio, req, q.token, raw).await
         }
         (None, _) => {
             if req.method() != Method::GET {
@@ -372,7 +372,6 @@ async fn open(
     req: Request,
     token: Option<String>,
     raw: bool,
-    _none: Option<()>,
 ) -> Response {
     if app.hub.is_shutting_down() {
         return StatusCode::SERVICE_UNAVAILABLE.into_response();
