@@ -162,8 +162,10 @@ impl Server {
     }
 
     /// Adds the embedding application's own routes (an axum [`Router`]) to the server's:
-    /// they are served on the same port, next to `/socket.io/`, `/ws`, `/api` and the rest.
-    /// Paths the server already serves take precedence over the application's fallback.
+    /// they are served on the same port, next to `/socket.io/`, `/ws`, `/api` and the rest
+    /// (a path of the application's takes precedence over the web app's catch-all). As with
+    /// [`Router::merge`], a route the server also has, or a fallback of the application's,
+    /// panics here, at start-up.
     pub fn merge(mut self, routes: Router) -> Self {
         self.router = routes.merge(self.router);
         self
