@@ -394,18 +394,9 @@ impl Session {
         };
         let mut messages = Vec::new();
         let read = link.read(&mut messages);
-        for m in messages {
-            let packet = match ws_packet(m, self.sio.config.max_payload_bytes) {
-                Ok(p) => p,
-                Err(e) => {
-                    self.protocol_error(&e);
-                    return Flow::Close("malformed engine.io packet");
-                }
-            };
-            let flow = self.on_packet(packet).await;
-            if flow != Flow::Continue {
-                return flow;
-            }
+        let flow = self.on_ws_messages(messages).await;
+        if flow != Flow::Continue {
+            return flow;
         }
         match read {
             Read::Messages => Flow::Continue,
@@ -488,6 +479,19 @@ impl Session {
         }
         self.upgraded();
         // Packets the client sent right after the upgrade packet, in the same read.
+        let flow = self.on_ws_messages(messages.collect()).await;
+        if flow != Flow::Continue {
+            return flow;
+        }
+        match read {
+            Read::Messages => Flow::Continue,
+            Read::Closed => Flow::Close("transport closed"),
+            Read::Error(..) => Flow::Close("websocket protocol error"),
+        }
+    }
+
+    /// Handles WebSocket data messages as Engine.IO packets, in order.
+    async fn on_ws_messages(&mut self, messages: Vec<WsMessage>) -> Flow {
         for m in messages {
             let packet = match ws_packet(m, self.sio.config.max_payload_bytes) {
                 Ok(p) => p,
@@ -501,11 +505,7 @@ impl Session {
                 return flow;
             }
         }
-        match read {
-            Read::Messages => Flow::Continue,
-            Read::Closed => Flow::Close("transport closed"),
-            Read::Error(..) => Flow::Close("websocket protocol error"),
-        }
+        Flow::Continue
     }
 
     pub(super) fn protocol_error(&self, e: &dyn std::fmt::Display) {

@@ -519,16 +519,31 @@ impl Session {
     /// A handle on socket `i` for the embedding application's handlers.
     fn socket_handle(&self, i: usize) -> Socket {
         let socket = &self.sockets.list[i];
-        Socket::new(
-            Io {
-                sio: self.sio.clone(),
-                hub: self.app.hub.clone(),
-            },
+        self.handle(
             socket.namespace.clone(),
             socket.client.info().clone(),
+            socket.handlers.clone(),
+        )
+    }
+
+    /// A handle on a socket of this session for the embedding application's handlers.
+    fn handle(
+        &self,
+        namespace: Arc<str>,
+        info: Arc<switchboard_core::ClientInfo>,
+        handlers: Arc<SocketHandlers>,
+    ) -> Socket {
+        let io = Io {
+            sio: self.sio.clone(),
+            hub: self.app.hub.clone(),
+        };
+        Socket::new(
+            io,
+            namespace,
+            info,
             self.inbox(),
             self.outbox.clone(),
-            socket.handlers.clone(),
+            handlers,
         )
     }
 
@@ -567,17 +582,7 @@ impl Session {
         let expires = auth.expires;
         let handlers = Arc::new(SocketHandlers::default());
         let connect = self.sio.handlers.connect_handler(ns);
-        let socket_handle = Socket::new(
-            Io {
-                sio: self.sio.clone(),
-                hub: self.app.hub.clone(),
-            },
-            ns_arc.clone(),
-            client.info().clone(),
-            self.inbox(),
-            self.outbox.clone(),
-            handlers.clone(),
-        );
+        let socket_handle = self.handle(ns_arc.clone(), client.info().clone(), handlers.clone());
         self.sockets.list.push(NsSocket {
             namespace: ns_arc,
             behaviour,
@@ -755,15 +760,9 @@ impl Session {
         self.sio.remove_socket(socket.client.id());
         tracing::debug!(sid = %self.sid, socket = %socket.client.id(), reason, "socket.io socket left");
         if let Some(handler) = socket.handlers.disconnect() {
-            let handle = Socket::new(
-                Io {
-                    sio: self.sio.clone(),
-                    hub: self.app.hub.clone(),
-                },
+            let handle = self.handle(
                 socket.namespace.clone(),
                 socket.client.info().clone(),
-                self.inbox(),
-                self.outbox.clone(),
                 socket.handlers.clone(),
             );
             tokio::spawn(handler(handle, reason.to_owned()));
