@@ -126,6 +126,8 @@ pub fn metric(text: &str, prefix: &str) -> f64 {
 pub struct Ws {
     pub inner: WebSocketStream<MaybeTlsStream<TcpStream>>,
     next_id: u64,
+    /// Pushes that arrived while `call` waited for its reply, for `recv`.
+    pushes: std::collections::VecDeque<Value>,
 }
 
 impl Ws {
@@ -133,7 +135,11 @@ impl Ws {
         let (inner, _) = tokio_tungstenite::connect_async(server.ws_url("/ws"))
             .await
             .expect("ws connect");
-        Self { inner, next_id: 1 }
+        Self {
+            inner,
+            next_id: 1,
+            pushes: std::collections::VecDeque::new(),
+        }
     }
 
     pub async fn send(&mut self, v: Value) {
@@ -153,6 +159,13 @@ impl Ws {
     /// Next JSON text message, answering server pings as every client does (a client that
     /// stays silent longer than ping interval + pong timeout is dropped with 4002).
     pub async fn recv(&mut self) -> Value {
+        if let Some(v) = self.pushes.pop_front() {
+            return v;
+        }
+        self.recv_wire().await
+    }
+
+    async fn recv_wire(&mut self) -> Value {
         loop {
             let msg = tokio::time::timeout(WAIT, self.inner.next())
                 .await
@@ -181,9 +194,14 @@ impl Ws {
         cmd["id"] = id.into();
         self.send(cmd).await;
         loop {
-            let v = self.recv().await;
+            let v = self.recv_wire().await;
             if v["id"] == id {
                 return v;
+            }
+            // A push can come before the reply (a publication delivered as its commit is
+            // answered): `recv` returns it next.
+            if v.get("push").is_some() {
+                self.pushes.push_back(v);
             }
         }
     }
@@ -230,7 +248,11 @@ impl Ws {
             );
         }
         match tokio_tungstenite::connect_async(req).await {
-            Ok((inner, _)) => Ok(Self { inner, next_id: 1 }),
+            Ok((inner, _)) => Ok(Self {
+                inner,
+                next_id: 1,
+                pushes: std::collections::VecDeque::new(),
+            }),
             Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
             Err(e) => panic!("ws connect: {e}"),
         }
