@@ -2,62 +2,23 @@
 //! a short `loadgen fanout` and `loadgen idle` against it deliver every publication and report
 //! one JSON line each. Latency is not asserted: the test machine may be busy.
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
-/// Kills the floor however the test ends.
-struct Floor(Child);
+mod support;
 
-impl Drop for Floor {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Server, loadgen_json as loadgen, start_listening};
 
-fn start_floor() -> (Floor, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_floor"))
-        .args(["--listen", "127.0.0.1:0"])
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the floor starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let floor = Floor(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the floor prints a line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    (floor, addr)
-}
-
-fn loadgen(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "loadgen failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .expect("a JSON line");
-    serde_json::from_str(json).expect("the JSON line parses")
+fn start_floor() -> Server {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_floor"));
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    start_listening(cmd)
 }
 
 #[test]
 fn fanout_against_the_floor_delivers_every_publication() {
-    let (floor, addr) = start_floor();
-    let url = format!("ws://{addr}/ws");
-    let pid = floor.0.id().to_string();
+    let floor = start_floor();
+    let url = format!("ws://{}/ws", floor.addr());
+    let pid = floor.pid();
     let step = loadgen(&[
         "fanout",
         "--url",
@@ -89,9 +50,9 @@ fn fanout_against_the_floor_delivers_every_publication() {
 
 #[test]
 fn idle_against_the_floor_reports_memory_per_connection() {
-    let (floor, addr) = start_floor();
-    let url = format!("ws://{addr}/ws");
-    let pid = floor.0.id().to_string();
+    let floor = start_floor();
+    let url = format!("ws://{}/ws", floor.addr());
+    let pid = floor.pid();
     let idle = loadgen(&[
         "idle",
         "--url",

@@ -12,21 +12,12 @@
 //! --manifest-path bench/peers/socketioxide/Cargo.toml` (the first build fetches socketioxide
 //! and takes a minute or two).
 
-use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 mod support;
 
-/// Kills the peer however the test ends.
-struct Peer(Child);
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use support::{Server, loadgen_json as loadgen, start_listening};
 
 fn peer_binary() -> PathBuf {
     if let Some(path) = std::env::var_os("SOCKETIOXIDE_PEER_BIN") {
@@ -55,52 +46,21 @@ fn peer_binary() -> PathBuf {
     binary
 }
 
-fn start_peer() -> (Peer, String) {
-    let mut child = Command::new(peer_binary())
-        .args(["--listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("the peer starts");
-    let stdout = child.stdout.take().expect("stdout is piped");
-    let peer = Peer(child);
-    let mut line = String::new();
-    BufReader::new(stdout)
-        .read_line(&mut line)
-        .expect("the peer prints a line");
-    let addr = line
-        .trim()
-        .strip_prefix("listening on http://")
-        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"))
-        .to_owned();
-    (peer, addr)
-}
-
-fn loadgen(args: &[&str]) -> serde_json::Value {
-    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
-        .args(args)
-        .output()
-        .expect("loadgen runs");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "loadgen failed: {stdout}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let json = stdout
-        .lines()
-        .rfind(|l| l.starts_with('{'))
-        .expect("a JSON line");
-    serde_json::from_str(json).expect("the JSON line parses")
+fn start_peer() -> Server {
+    let mut cmd = Command::new(peer_binary());
+    cmd.args(["--listen", "127.0.0.1:0"]);
+    start_listening(cmd)
 }
 
 #[test]
 fn sio_fanout_against_switchboard_delivers_every_event_once_in_order() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/socketio.toml");
     let server = support::start_server(&["--store", "memory", "--config", config]);
-    let addr = server.url.trim_start_matches("http://").to_owned();
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let pid = server.child.id().to_string();
+    let url = format!(
+        "ws://{}/socket.io/?EIO=4&transport=websocket",
+        server.addr()
+    );
+    let pid = server.pid();
     let step = loadgen(&[
         "sio-fanout",
         "--url",
@@ -138,8 +98,8 @@ fn sio_fanout_against_switchboard_delivers_every_event_once_in_order() {
 fn sio_idle_against_switchboard_reports_memory_per_joined_socket() {
     let config = concat!(env!("CARGO_MANIFEST_DIR"), "/socketio.toml");
     let server = support::start_server(&["--store", "memory", "--config", config]);
-    let url = server.url.replace("http://", "ws://");
-    let pid = server.child.id().to_string();
+    let url = format!("ws://{}", server.addr());
+    let pid = server.pid();
     let idle = loadgen(&[
         "sio-idle",
         "--url",
@@ -163,9 +123,9 @@ fn sio_idle_against_switchboard_reports_memory_per_joined_socket() {
 #[test]
 #[ignore = "builds the socketioxide peer (a minute or two); bench/run.sh socketio runs it"]
 fn sio_fanout_against_socketioxide_delivers_every_event_in_order() {
-    let (peer, addr) = start_peer();
-    let url = format!("ws://{addr}/socket.io/?EIO=4&transport=websocket");
-    let pid = peer.0.id().to_string();
+    let peer = start_peer();
+    let url = format!("ws://{}/socket.io/?EIO=4&transport=websocket", peer.addr());
+    let pid = peer.pid();
     let step = loadgen(&[
         "sio-fanout",
         "--url",
@@ -215,10 +175,10 @@ fn sio_fanout_against_socketioxide_delivers_every_event_in_order() {
 #[test]
 #[ignore = "builds the socketioxide peer (a minute or two); bench/run.sh socketio runs it"]
 fn sio_idle_against_socketioxide_reports_memory_per_joined_socket() {
-    let (peer, addr) = start_peer();
+    let peer = start_peer();
     // A URL without a path gets the default Engine.IO WebSocket path.
-    let url = format!("ws://{addr}");
-    let pid = peer.0.id().to_string();
+    let url = format!("ws://{}", peer.addr());
+    let pid = peer.pid();
     let idle = loadgen(&[
         "sio-idle",
         "--url",

@@ -1,8 +1,12 @@
-//! What the end-to-end tests share: the real `switchboard` binary, started on a free port.
+//! What the end-to-end tests share: servers (the real `switchboard`, the floor, the peers)
+//! started on a free port, and `loadgen` runs read back as JSON lines.
 //!
 //! The server binary is `SWITCHBOARD_BIN`, else `switchboard` beside the test's own binaries
 //! (`cargo test --workspace` builds it), else under the target directory's `debug/` or
 //! `release/` (`cargo build -p switchboard`, or `bench/run.sh`).
+
+// Each test file uses part of this module.
+#![allow(dead_code)]
 
 use std::io::{BufRead as _, BufReader};
 use std::path::PathBuf;
@@ -60,9 +64,16 @@ fn server_binary() -> PathBuf {
 /// Starts `switchboard serve --listen 127.0.0.1:0 --log-level warn ARGS` and waits for its
 /// address.
 pub(crate) fn start_server(args: &[&str]) -> Server {
-    let mut child = Command::new(server_binary())
-        .args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
-        .args(args)
+    let mut cmd = Command::new(server_binary());
+    cmd.args(["serve", "--listen", "127.0.0.1:0", "--log-level", "warn"])
+        .args(args);
+    start_listening(cmd)
+}
+
+/// Starts `cmd`, a server that prints `listening on http://ADDR` first, and waits (at most
+/// [`START_TIMEOUT`]) for that line. The process is killed when the [`Server`] is dropped.
+pub(crate) fn start_listening(mut cmd: Command) -> Server {
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .spawn()
@@ -87,4 +98,35 @@ pub(crate) fn start_server(args: &[&str]) -> Server {
         .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
     server.url = format!("http://{addr}");
     server
+}
+
+impl Server {
+    /// `host:port`.
+    pub(crate) fn addr(&self) -> &str {
+        self.url.trim_start_matches("http://")
+    }
+
+    /// The process id, for `loadgen --server-pid`.
+    pub(crate) fn pid(&self) -> String {
+        self.child.id().to_string()
+    }
+}
+
+/// Runs `loadgen ARGS`, checks it succeeded, and returns the last JSON line it printed.
+pub(crate) fn loadgen_json(args: &[&str]) -> serde_json::Value {
+    let out = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(args)
+        .output()
+        .expect("loadgen runs");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "loadgen failed: {stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let json = stdout
+        .lines()
+        .rfind(|l| l.starts_with('{'))
+        .expect("a JSON line");
+    serde_json::from_str(json).expect("the JSON line parses")
 }
